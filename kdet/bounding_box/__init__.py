@@ -1,0 +1,1 @@
+"""kdet.bounding_box."""

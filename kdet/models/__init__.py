@@ -1,0 +1,1 @@
+"""kdet.models."""
