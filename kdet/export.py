@@ -1,0 +1,93 @@
+"""SavedModels with a serving contract that plain TensorFlow can call.
+
+Every exported detector has two signatures, both for one image:
+
+* ``serving_default(image_bytes)``: a scalar ``tf.string`` of JPEG/PNG/BMP/GIF bytes;
+* ``detect_image(image)``: a ``uint8`` tensor ``(height, width, 3)`` of any size;
+
+and both return ``boxes`` (float32 ``(N, 4)``, ``xyxy`` in that image's pixels),
+``scores`` (float32 ``(N,)``), ``classes`` (int32 ``(N,)``), ``class_names`` (string
+``(N,)``) and ``num_detections`` (int32). The class names travel inside the model. Loading
+needs TensorFlow only:
+
+Example:
+    >>> import tensorflow as tf
+    >>> served = tf.saved_model.load("data/models/raccoon_rcnn/saved_model")  # doctest: +SKIP
+    >>> out = served.signatures["serving_default"](image_bytes=tf.io.read_file("a.jpg"))
+    >>> out["boxes"], out["class_names"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+OUTPUT_KEYS = ("boxes", "scores", "classes", "class_names", "num_detections")
+
+
+def decode_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Decode encoded image bytes to ``uint8 (H, W, 3)`` in a graph, with clear errors."""
+    tf.debugging.assert_greater(
+        tf.strings.length(image_bytes),
+        0,
+        message="image_bytes is empty: expected the bytes of a JPEG, PNG, BMP or GIF file",
+    )
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+class DetectorServingModule(tf.Module):
+    """Wraps a per-image detection function into the serving contract.
+
+    Args:
+        detect_fn: ``uint8 (H, W, 3) -> {"boxes": (N, 4) xyxy pixels, "scores": (N,),
+            "classes": (N,) int}``, written with TensorFlow ops (it is traced).
+        class_names: names indexed by class id.
+        trackable: the Keras model(s) ``detect_fn`` uses, so their variables are saved.
+    """
+
+    def __init__(self, detect_fn: Callable, class_names: Sequence[str], trackable=None):
+        super().__init__(name="kdet_detector")
+        self._detect_fn = detect_fn
+        self.trackable = trackable
+        self.class_name_table = tf.constant(list(class_names), dtype=tf.string)
+
+    def _serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        tf.debugging.assert_positive(
+            tf.size(image), message="image is empty: expected a (height, width, 3) uint8 image"
+        )
+        result = self._detect_fn(image)
+        classes = tf.cast(result["classes"], tf.int32)
+        return {
+            "boxes": tf.cast(result["boxes"], tf.float32),
+            "scores": tf.cast(result["scores"], tf.float32),
+            "classes": classes,
+            "class_names": tf.gather(self.class_name_table, classes),
+            "num_detections": tf.shape(classes)[0],
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        """Detections for one encoded image."""
+        return self._serve(decode_image_bytes(image_bytes))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+    def serve_image(self, image):
+        """Detections for one uint8 image."""
+        return self._serve(image)
+
+
+def export_detector(
+    path: str | os.PathLike,
+    detect_fn: Callable,
+    class_names: Sequence[str],
+    trackable=None,
+) -> str:
+    """Save ``detect_fn`` as a SavedModel with the serving contract; returns the path."""
+    module = DetectorServingModule(detect_fn, class_names, trackable)
+    signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return str(path)
