@@ -1,0 +1,48 @@
+import csv
+
+import keras
+import matplotlib
+import numpy as np
+import pytest
+
+from kdet import training
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_precision_auto_and_errors(monkeypatch):
+    monkeypatch.setattr(training, "has_gpu", lambda: False)
+    monkeypatch.setattr(training, "cpu_has_amx_bf16", lambda: True)
+    assert training.configure_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(training, "has_gpu", lambda: True)
+    assert training.configure_precision("auto") == "mixed_float16"
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    with pytest.raises(ValueError, match="Received: precision='fp8'"):
+        training.configure_precision("fp8")
+
+
+def test_callbacks_checkpoint_early_stop_and_csv(tmp_path):
+    training.set_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.random.rand(16, 3), np.random.rand(16, 1)
+    callbacks = training.training_callbacks(
+        checkpoint_dir=tmp_path / "ckpt",
+        early_stopping_patience=1,
+        monitor="loss",
+        history_csv=tmp_path / "history.csv",
+        log_to_mlflow=False,
+    )
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=callbacks)
+    assert (tmp_path / "ckpt" / "last.keras").exists()
+    assert (tmp_path / "ckpt" / "best.keras").exists()
+    rows = list(csv.DictReader((tmp_path / "history.csv").read_text().splitlines()))
+    assert len(rows) == len(history.history["loss"])
+    fig = training.plot_history(history.history)
+    assert fig.axes[0].get_title() == "loss"
