@@ -165,3 +165,32 @@ def test_errors():
         non_max_suppression(np.zeros((1, 4)), [1.0], [0], bounding_box_format="corners")
     with pytest.raises(ValueError, match=r"Received: boxes.shape=\(1, 1, 1, 4\)"):
         non_max_suppression(np.zeros((1, 1, 1, 4)), [1.0], [0], bounding_box_format="xyxy")
+
+
+def test_exported_serving_graph_loads_and_runs(tmp_path):
+    class Postprocess(tf.Module):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, 4]),
+                tf.TensorSpec([None, None]),
+                tf.TensorSpec([None, None]),
+                tf.TensorSpec([None, None, None, 3]),
+            ]
+        )
+        def serve(self, boxes, scores, classes, images):
+            pixels = convert_format(boxes, "rel_yxyx", "xyxy", images=images)
+            return non_max_suppression(
+                pixels, scores, classes, bounding_box_format="xyxy", max_detections=5
+            )
+
+    tf.saved_model.save(Postprocess(), str(tmp_path))
+    loaded = tf.saved_model.load(str(tmp_path))
+    boxes = np.array([[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.49], [0.5, 0.5, 1.0, 1.0]]])
+    result = loaded.serve(
+        tf.constant(boxes, tf.float32),
+        tf.constant([[0.9, 0.8, 0.7]]),
+        tf.constant([[0.0, 0.0, 0.0]]),
+        tf.zeros((1, 20, 40, 3)),
+    )
+    assert result["num_detections"].numpy().tolist() == [2]
+    np.testing.assert_allclose(result["boxes"][0, :2], [[0, 0, 20, 10], [20, 10, 40, 20]])
