@@ -1,6 +1,9 @@
 """Open Images on a small fake mirror folder with the real CSV layouts."""
 
+import functools
+import http.server
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -134,3 +137,27 @@ def test_non_image_download_fails_and_leaves_no_file(tmp_path):
     Image.new("RGB", (64, 64)).save(buffer, format="JPEG")
     bad.write_bytes(buffer.getvalue())
     assert len(open_images.fetch(out, mirror=str(mirror), progress=False)) == 4
+
+
+@pytest.fixture
+def http_mirror(tmp_path):
+    """The fake mirror folder served by a loopback HTTP server."""
+    root = make_mirror(tmp_path / "mirror")
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_fetch_over_http_mirror(tmp_path, http_mirror):
+    records = open_images.fetch(tmp_path / "oi", mirror=http_mirror, progress=False, workers=4)
+    assert records.summary()["classes"] == {"Person": 3, "Backpack": 2}
+    assert len(list((tmp_path / "oi" / "validation").glob("*.jpg"))) == 4
