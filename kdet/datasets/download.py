@@ -264,6 +264,10 @@ def iter_lines(
                     if pending:
                         yield _decode_line(pending, number + 1, url)
                     return
+            except _RangeNotSatisfiable as exc:
+                if exc.total == offset:  # the connection broke after the last line
+                    return
+                last_error = exc
             except _STREAM_ERRORS + (_Transient,) as exc:
                 last_error = exc
                 logger.warning("%s: attempt %d failed: %s", url, attempt + 1, exc)
