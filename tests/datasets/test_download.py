@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import re
+import socket
 import tarfile
 import threading
 import time
@@ -251,6 +252,15 @@ def test_timeout_is_a_retryable_failure(server, tmp_path):
         download(server.url("data.bin"), tmp_path / "data.bin", retries=0, backoff=0, timeout=0.2)
 
 
+def test_connection_refused_is_retried_then_named(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/data.bin"
+    with pytest.raises(DownloadError, match="failed after 2 attempts") as caught:
+        download(url, tmp_path / "data.bin", retries=1, **FAST)
+    assert caught.value.where == url
+
+
 def test_existing_dest_is_returned_without_a_request(server, tmp_path):
     dest = tmp_path / "done.bin"
     dest.write_bytes(b"complete")
@@ -284,8 +294,8 @@ def test_file_missing_from_mirror_folder_names_url_and_path(tmp_path):
 def test_mirror_served_over_http(server, tmp_path):
     server.root = MIRROR
     dest = download(
-        RACCOON_URL, tmp_path / "raccoon.zip", verify=verify_zip, mirror=server.base + "/", **FAST
-    )
+        RACCOON_URL, tmp_path / "raccoon.zip", verify=verify_zip, mirror=server.base + "/"
+    )  # with the default retries, timeout and progress bar
     assert sha256(dest) == sha256(MIRROR / RACCOON_URL.removeprefix("https://"))
     assert server.log == [("/" + RACCOON_URL.removeprefix("https://"), None)]
 
