@@ -264,6 +264,10 @@ def iter_lines(
                     if pending:
                         yield _decode_line(pending, number + 1, url)
                     return
+            except _RangeNotSatisfiable as exc:
+                if exc.total == offset:  # the connection broke after the last line
+                    return
+                last_error = exc
             except _STREAM_ERRORS + (_Transient,) as exc:
                 last_error = exc
                 logger.warning("%s: attempt %d failed: %s", url, attempt + 1, exc)
@@ -298,7 +302,7 @@ def extract(
             stored, e.g. ``"101_ObjectCategories/airplanes/image_0001.jpg"``).
 
     Returns:
-        Paths of the regular files unpacked, under ``dest``.
+        Paths of the files (and tar links) unpacked, under ``dest``; not folders.
 
     Raises:
         ArchiveError: naming the archive and the member or problem (unsafe member,
@@ -312,8 +316,9 @@ def extract(
     kind = _archive_kind(archive)
     if dest.exists() and not dest.is_dir():
         raise ArchiveError(archive, f"destination exists and is not a folder: {dest}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    parent = dest.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
     try:
         if kind == "zip":
             names = _extract_zip(archive, staging, members)
@@ -568,13 +573,13 @@ def _extract_tar(archive: Path, staging: Path, members) -> list[str]:
                 try:  # links leaving the folder, device files, ...
                     tarfile.data_filter(member, str(staging))
                 except tarfile.FilterError as exc:
-                    raise ArchiveError(archive, f"member {member.name!r}: {exc}") from exc
+                    raise ArchiveError(archive, f"unsafe member: {exc}") from exc
                 if members is None or members(member.name):
                     chosen.append(member)
             tf.extractall(staging, members=chosen, filter="data")
     except _TAR_READ_ERRORS + (OSError,) as exc:  # OSError: e.g. a corrupt bz2 stream
         raise ArchiveError(archive, f"cannot unpack tar (truncated or corrupt?): {exc}") from exc
-    return [os.path.normpath(member.name) for member in chosen if member.isreg()]
+    return [os.path.normpath(member.name) for member in chosen if not member.isdir()]
 
 
 def _move_into(source: Path, dest: Path) -> None:
