@@ -1,17 +1,28 @@
-"""The ``kdet`` command line.
+"""The ``kdet`` command line: ``kdet fetch|train|evaluate|export|predict``.
+
+Every subcommand prints its result as one JSON line on stdout (progress and warnings go to
+stderr), so scripts can read it.
 
 Example:
     $ kdet fetch raccoon --out data/raw/raccoon
     {"images": 200, "boxes": 217, "classes": {"raccoon": 217}}
+    $ kdet predict models:/raccoon@champion photos/ --out predictions
+    {"images": 12, ..., "images_per_s": 9.3, "detections_file": "predictions/detections.json"}
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
+from pathlib import Path
+
+import yaml
 
 from kdet.errors import KdetError
+from kdet.families import FAMILIES, get_family
 
 
 def _fetch(args: argparse.Namespace) -> dict:
@@ -30,6 +41,108 @@ def _fetch(args: argparse.Namespace) -> dict:
     options = {k: v for k, v in options.items() if v is not None}
     out = args.out or f"data/raw/{args.name}"
     return fetch(args.name, out, **options).summary()
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``"key=value"`` -> ``(key, value)`` with the value read as YAML (``3``, ``[64, 64]``,
+    ``null``, ``true``, ``xs``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: value is not valid YAML ({err})") from err
+
+
+def stage_params(path: str | os.PathLike, group: str) -> dict:
+    """The mapping under the dotted key ``group`` of the YAML file ``path`` (``{}`` if absent)."""
+    try:
+        params = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise KdetError(path, f"not valid YAML: {err}") from err
+    for key in group.split("."):
+        params = params.get(key, {}) if isinstance(params, dict) else {}
+    if not isinstance(params, dict):
+        raise KdetError(path, f"'{group}' is not a mapping of parameters")
+    return params
+
+
+def _family_command(args: argparse.Namespace) -> object:
+    family = get_family(args.family)
+    if args.describe:
+        print(family.describe(args.command), file=sys.stderr)
+        return {"family": args.family, "function": getattr(family, args.command)}
+    function = family.function(args.command)
+    kwargs = {}
+    group = family.params_groups.get(args.command)
+    params_file = args.params or ("params.yaml" if Path("params.yaml").exists() else None)
+    if group and params_file:
+        kwargs.update(stage_params(params_file, group))
+    kwargs.update(dict(args.set or []))
+    return function(**kwargs)
+
+
+def _predict(args: argparse.Namespace) -> dict:
+    from kdet.predict import predict, predict_webcam
+
+    if args.webcam is not None:
+        return predict_webcam(
+            args.model,
+            args.webcam,
+            out_dir=args.out,
+            score_threshold=args.score_threshold,
+            max_frames=args.max_frames,
+            detections_format=args.format,
+            progress=not args.quiet,
+        )
+    if not args.inputs:
+        raise ValueError("give at least one image, folder or video (or --webcam N)")
+    summary = predict(
+        args.model,
+        args.inputs,
+        out_dir=args.out,
+        score_threshold=args.score_threshold,
+        detections_format=args.format,
+        save_annotated=not args.no_annotated,
+        progress=not args.quiet,
+    )
+    for message in summary["failed"]:
+        print(f"kdet predict: skipped {message}", file=sys.stderr)
+    return summary
+
+
+def _add_family_command(commands, command: str, help_text: str, description: str) -> None:
+    available = "\n".join(f"  {name:16} {f.summary}" for name, f in sorted(FAMILIES.items()))
+    parser = commands.add_parser(
+        command,
+        help=help_text,
+        description=textwrap.fill(description, 88),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"families:\n{available or '  (none registered yet)'}\n\n"
+        f"examples:\n  kdet {command} FAMILY --describe      # its arguments and defaults\n"
+        f"  kdet {command} FAMILY --set epochs=2 --set image_size=[64,64]",
+    )
+    parser.add_argument("family", help="model family name (listed below)")
+    parser.add_argument(
+        "--params",
+        metavar="FILE",
+        help="YAML file whose family group gives the arguments (default: ./params.yaml "
+        "when present, i.e. the same values as the DVC stage)",
+    )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        type=parse_assignment,
+        help="override one argument; VALUE is YAML (3, 0.5, [64,64], null); repeatable",
+    )
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="print the family function's signature and docstring (to stderr) and exit",
+    )
+    parser.set_defaults(run=_family_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +170,75 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--seed", type=int, help="seed of generated data and splits")
     fetch.add_argument("--mirror", help="a mirror folder or base URL (default: $KDET_MIRROR)")
     fetch.set_defaults(run=_fetch)
+
+    _add_family_command(
+        commands,
+        "train",
+        "train a model family (the code of its DVC train stage)",
+        "Train one model family with the same kdet function its DVC stage calls. Arguments "
+        "come from the family's group in params.yaml, then --set overrides. Prints the "
+        "function's summary (paths written, final metrics) as JSON.",
+    )
+    _add_family_command(
+        commands,
+        "evaluate",
+        "evaluate a trained model family (mAP50, mAP, mean_iou, ...)",
+        "Evaluate one model family with the same kdet function its DVC stage calls: "
+        "metrics JSON, plots, MLflow run, registered model version and 'champion' alias.",
+    )
+    _add_family_command(
+        commands,
+        "export",
+        "export a trained model as a plain-TensorFlow SavedModel",
+        "Export a trained model of one family to a SavedModel with kdet's serving contract "
+        "(signatures serving_default(image_bytes) and detect_image(image)), loadable with "
+        "tf.saved_model.load and no kdet.",
+    )
+
+    predict = commands.add_parser(
+        "predict",
+        help="detect objects in images, folders, videos or a camera with an exported model",
+        description=textwrap.fill(
+            "Run a detector on images, image folders (recursively) and video files; "
+            "write annotated images (OUT/NAME.jpg), annotated videos (OUT/NAME.mp4) and "
+            "OUT/detections.json|csv with boxes x1,y1,x2,y2 in each input's pixels, class names "
+            "and scores. Prints a JSON summary with images/s (and FPS for videos). Unreadable or "
+            "missing inputs are reported on stderr and skipped; the exit status is then 1.",
+            88,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="MODEL can be:\n"
+        "  data/models/RUN/saved_model   a SavedModel folder written by kdet export\n"
+        "  runs:/RUN_ID/detector         a model logged in an MLflow run\n"
+        "  models:/raccoon/3             a registered model version\n"
+        "  models:/raccoon@champion      a registered model alias\n"
+        "  raccoon                       a registered model (its champion, else latest)\n"
+        "examples:\n"
+        "  kdet predict models:/raccoon@champion my_photos/ --out predictions\n"
+        "  kdet predict data/models/yolov8/saved_model clip.mp4 --format csv\n"
+        "  kdet predict raccoon --webcam 0 --max-frames 300",
+    )
+    predict.add_argument("model", help="SavedModel folder, MLflow model URI or registered name")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image, folder or video")
+    predict.add_argument(
+        "--out", default="predictions", help="output folder (default: %(default)s)"
+    )
+    predict.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.25,
+        help="drop detections scoring below this (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--format", choices=["json", "csv"], default="json", help="detections file format"
+    )
+    predict.add_argument(
+        "--no-annotated", action="store_true", help="write only the detections file"
+    )
+    predict.add_argument("--webcam", type=int, metavar="N", help="read camera N instead")
+    predict.add_argument("--max-frames", type=int, help="with --webcam: stop after this many")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=_predict)
     return parser
 
 
@@ -69,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdet {args.command}: error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result))
-    return 0
+    return 1 if isinstance(result, dict) and result.get("failed") else 0
 
 
 if __name__ == "__main__":

@@ -146,3 +146,66 @@ def log_figure(figure, name: str) -> None:
 def log_saved_model(path: str | os.PathLike, artifact_path: str = "saved_model") -> None:
     """Log an exported SavedModel folder as run artifacts."""
     mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+
+
+METRIC_TAG_PREFIX = "metric."
+
+
+def register_version(
+    model_uri: str,
+    name: str,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+):
+    """Register ``model_uri`` as a new version of model ``name`` with its metrics.
+
+    Metrics are stored as version tags ``metric.<name>`` so the registry UI shows them
+    and :func:`promote_best` compares versions across runs and families.
+
+    Example:
+        >>> v = register_version("runs:/abc/detector", "raccoon", metrics={"mAP50": 0.6},
+        ...                      tags={"family": "rcnn"})  # doctest: +SKIP
+    """
+    version_tags = {key: str(value) for key, value in (tags or {}).items()}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, int | float):
+            version_tags[f"{METRIC_TAG_PREFIX}{key}"] = repr(float(value))
+    return mlflow.register_model(model_uri, name, tags=version_tags)
+
+
+def promote_best(
+    name: str,
+    metric: str,
+    *,
+    greater_is_better: bool = True,
+    alias: str = "champion",
+    where: Mapping[str, str] | None = None,
+):
+    """Move ``alias`` to the version of model ``name`` with the best ``metric``.
+
+    Args:
+        name: registered model name (kdet names them after the dataset).
+        metric: a metric registered with :func:`register_version`, e.g. ``"mAP50"``.
+        greater_is_better: ``False`` for metrics like ``"latency_ms"``.
+        alias: the alias to move.
+        where: only versions whose tags match, e.g. ``{"family": "yolov8"}``.
+
+    Returns:
+        The promoted ``ModelVersion``, or ``None`` when no version has ``metric``.
+        Ties go to the newest version.
+    """
+    client = mlflow.MlflowClient()
+    candidates = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if any(version.tags.get(k) != str(v) for k, v in (where or {}).items()):
+            continue
+        value = version.tags.get(f"{METRIC_TAG_PREFIX}{metric}")
+        if value is not None:
+            score = float(value) if greater_is_better else -float(value)
+            candidates.append((score, int(version.version), version))
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda c: c[:2])[2]
+    client.set_registered_model_alias(name, alias, best.version)
+    return best

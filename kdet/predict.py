@@ -1,0 +1,389 @@
+"""Run an exported detector on images, folders, videos or a camera.
+
+Any SavedModel with kdet's serving contract (see :mod:`kdet.export`) works, whichever
+family produced it; ``model`` may also be an MLflow model URI or registered name (see
+:func:`kdet.serving.local_saved_model`). Outputs: annotated images (``<out>/<name>.jpg``),
+annotated videos (``<out>/<name>.mp4``) and one detections file (``detections.json`` or
+``detections.csv``) with boxes in the input's own pixels.
+
+Example:
+    >>> summary = predict("data/models/raccoon_rcnn/saved_model", ["photos/"],
+    ...                   out_dir="predictions", score_threshold=0.5)  # doctest: +SKIP
+    >>> summary["images"], summary["images_per_s"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from kdet.errors import ImageError, KdetError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
+DETECTION_FORMATS = ("json", "csv")
+CSV_COLUMNS = ("source", "frame", "x1", "y1", "x2", "y2", "score", "class_id", "class_name")
+
+
+class Detector:
+    """A contract SavedModel loaded with plain TensorFlow, called on RGB ``uint8`` arrays.
+
+    Args:
+        saved_model_dir: a folder written by :func:`kdet.export.export_detector`.
+
+    Example:
+        >>> detector = Detector("saved_model")  # doctest: +SKIP
+        >>> detector(np.zeros((48, 64, 3), np.uint8), score_threshold=0.5)  # doctest: +SKIP
+        {'boxes': array(...), 'scores': ..., 'classes': ..., 'class_names': [...]}
+    """
+
+    def __init__(self, saved_model_dir: str | os.PathLike):
+        self.path = str(saved_model_dir)
+        if not (Path(self.path) / "saved_model.pb").exists():
+            raise KdetError(self.path, "not a SavedModel folder (no saved_model.pb)")
+        self._model = tf.saved_model.load(self.path)
+        if "detect_image" not in self._model.signatures:
+            raise KdetError(
+                self.path,
+                "SavedModel lacks the 'detect_image' signature of kdet's serving contract "
+                f"(has {sorted(self._model.signatures)})",
+            )
+        self._detect = self._model.signatures["detect_image"]
+
+    def __call__(self, image: np.ndarray, score_threshold: float = 0.0) -> dict:
+        """Detections for one RGB ``uint8 (H, W, 3)`` image, scores >= ``score_threshold``."""
+        out = self._detect(image=tf.convert_to_tensor(image, tf.uint8))
+        keep = out["scores"].numpy() >= score_threshold
+        return {
+            "boxes": out["boxes"].numpy()[keep].reshape(-1, 4),
+            "scores": out["scores"].numpy()[keep],
+            "classes": out["classes"].numpy()[keep],
+            "class_names": [name.decode() for name in out["class_names"].numpy()[keep]],
+        }
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Path]]:
+    """``("image" | "video" | "missing" | "unknown", path)`` for each input; folders are
+    walked recursively in sorted order and keep only image and video files."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                kind = _kind(child)
+                if kind != "unknown":
+                    yield kind, child
+        elif not path.exists():
+            yield "missing", path
+        else:
+            yield _kind(path), path
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return "unknown"
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as RGB ``uint8 (H, W, 3)``; :class:`ImageError` if it is not one."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ImageError(path, "not a readable image (empty, truncated or unknown format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def draw_detections(image: np.ndarray, detections: dict) -> np.ndarray:
+    """A BGR copy of the RGB ``image`` with each box, class name and score drawn on it."""
+    canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    thickness = max(1, round(max(image.shape[:2]) / 300))
+    for box, score, class_id, name in zip(
+        detections["boxes"],
+        detections["scores"],
+        detections["classes"],
+        detections["class_names"],
+        strict=True,
+    ):
+        colour = _colour(int(class_id))
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        label = f"{name} {score:.2f}"
+        cv2.putText(
+            canvas,
+            label,
+            (x1, max(y1 - 4, 10)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            colour,
+            thickness,
+            cv2.LINE_AA,
+        )
+    return canvas
+
+
+def _colour(class_id: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng(class_id)
+    return tuple(int(c) for c in rng.integers(64, 256, 3))
+
+
+class _OutputNames:
+    """Unique output file names: ``a.jpg`` then ``a_1.jpg`` when two inputs share a stem."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.used: set[str] = set()
+
+    def __call__(self, stem: str, suffix: str) -> Path:
+        name, index = f"{stem}{suffix}", 0
+        while name in self.used:
+            index += 1
+            name = f"{stem}_{index}{suffix}"
+        self.used.add(name)
+        return self.out_dir / name
+
+
+def predict(
+    model: str | os.PathLike | Detector,
+    inputs: Sequence[str | os.PathLike],
+    *,
+    out_dir: str | os.PathLike,
+    score_threshold: float = 0.25,
+    detections_format: str = "json",
+    save_annotated: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Detect objects in images, image folders and video files.
+
+    Bad inputs (missing files, unreadable images or videos, unknown file types) are
+    reported in ``summary["failed"]`` as ``"path: problem"`` and the others continue.
+
+    Args:
+        model: a :class:`Detector`, a SavedModel folder, an MLflow model URI
+            (``runs:/…``, ``models:/name/version``, ``models:/name@alias``) or a
+            registered model name.
+        inputs: image files, video files and folders (walked recursively).
+        out_dir: where annotated images/videos and the detections file are written.
+        score_threshold: detections with a lower score are dropped.
+        detections_format: ``"json"`` (one entry per image or video frame) or ``"csv"``
+            (one row per detection).
+        save_annotated: also write annotated images and videos.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A summary: ``images``, ``videos``, ``frames``, ``detections``, ``failed`` (list of
+        messages), ``images_per_s`` (images and frames per second of detection and
+        drawing), ``fps`` (frames per second of videos), ``detections_file``.
+    """
+    if detections_format not in DETECTION_FORMATS:
+        raise ValueError(
+            f"detections_format must be one of {DETECTION_FORMATS}. "
+            f"Received: detections_format={detections_format!r}"
+        )
+    detector = model if isinstance(model, Detector) else load_detector(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _OutputNames(out)
+    entries: list[dict] = []
+    failed: list[str] = []
+    counts = {"images": 0, "videos": 0, "frames": 0}
+    seconds = {"images": 0.0, "frames": 0.0}
+    items = list(expand_inputs(inputs))
+    for kind, path in tqdm(items, desc="kdet predict", unit="file", disable=not progress):
+        try:
+            if kind == "missing":
+                raise KdetError(path, "no such file or folder")
+            if kind == "unknown":
+                raise KdetError(
+                    path, "unknown file type (expected an image or a video by its extension)"
+                )
+            if kind == "image":
+                image = read_image(path)
+                start = time.perf_counter()
+                detections = detector(image, score_threshold)
+                if save_annotated:
+                    cv2.imwrite(str(names(path.stem, ".jpg")), draw_detections(image, detections))
+                seconds["images"] += time.perf_counter() - start
+                counts["images"] += 1
+                entries.append(_entry(str(path), None, image.shape, detections))
+            else:
+                video_out = names(path.stem, ".mp4") if save_annotated else None
+                frames, elapsed = _predict_video(
+                    detector, cv2.VideoCapture(str(path)), str(path), video_out,
+                    score_threshold, entries, progress,
+                )  # fmt: skip
+                counts["videos"] += 1
+                counts["frames"] += frames
+                seconds["frames"] += elapsed
+        except KdetError as err:
+            failed.append(str(err))
+            tqdm.write(f"kdet predict: skipped {err}")
+    detections_file = out / f"detections.{detections_format}"
+    write_detections(entries, detections_file)
+    done = counts["images"] + counts["frames"]
+    total_seconds = seconds["images"] + seconds["frames"]
+    return {
+        **counts,
+        "detections": sum(len(e["detections"]) for e in entries),
+        "failed": failed,
+        "images_per_s": round(done / total_seconds, 2) if total_seconds else None,
+        "fps": round(counts["frames"] / seconds["frames"], 2) if seconds["frames"] else None,
+        "detections_file": str(detections_file),
+    }
+
+
+def _entry(source: str, frame: int | None, shape, detections: dict) -> dict:
+    return {
+        "source": source,
+        "frame": frame,
+        "width": int(shape[1]),
+        "height": int(shape[0]),
+        "detections": [
+            {
+                "box": [float(v) for v in box],
+                "score": float(score),
+                "class_id": int(class_id),
+                "class_name": name,
+            }
+            for box, score, class_id, name in zip(
+                detections["boxes"],
+                detections["scores"],
+                detections["classes"],
+                detections["class_names"],
+                strict=True,
+            )
+        ],
+    }
+
+
+def _predict_video(
+    detector: Detector,
+    capture: cv2.VideoCapture,
+    source: str,
+    video_out: Path | None,
+    score_threshold: float,
+    entries: list[dict],
+    progress: bool,
+    max_frames: int | None = None,
+) -> tuple[int, float]:
+    """Annotate every frame of ``capture``; returns (frames, seconds spent on them)."""
+    if not capture.isOpened():
+        raise KdetError(source, "cannot open the video (unreadable file or unknown codec)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    fps = fps if fps > 0 else 25.0  # cameras and some containers report no rate
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer = None
+    frames, elapsed = 0, 0.0
+    bar = tqdm(total=total, desc=Path(source).name, unit="frame", leave=False, disable=not progress)
+    try:
+        while max_frames is None or frames < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            start = time.perf_counter()
+            image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            detections = detector(image, score_threshold)
+            if video_out is not None:
+                if writer is None:
+                    height, width = frame.shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                    writer = cv2.VideoWriter(str(video_out), fourcc, fps, (width, height))
+                    if not writer.isOpened():
+                        raise KdetError(video_out, "cannot write an mp4v video here")
+                writer.write(draw_detections(image, detections))
+            elapsed += time.perf_counter() - start
+            entries.append(_entry(source, frames, image.shape, detections))
+            frames += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        raise KdetError(source, "the video has no readable frames")
+    return frames, elapsed
+
+
+def predict_webcam(
+    model: str | os.PathLike | Detector,
+    camera: int = 0,
+    *,
+    out_dir: str | os.PathLike,
+    score_threshold: float = 0.25,
+    max_frames: int | None = None,
+    detections_format: str = "json",
+    progress: bool = True,
+) -> dict:
+    """Detect objects in a live camera until ``max_frames`` or Ctrl-C.
+
+    Writes ``<out_dir>/camera<N>.mp4`` and the detections file (the headless OpenCV build
+    has no window to show frames in).
+
+    Returns:
+        ``frames``, ``detections``, ``fps`` and ``detections_file``.
+    """
+    detector = model if isinstance(model, Detector) else load_detector(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[dict] = []
+    source = f"camera{camera}"
+    capture = cv2.VideoCapture(camera)
+    if not capture.isOpened():
+        raise KdetError(source, f"cannot open camera {camera} (no such device or it is busy)")
+    try:
+        frames, elapsed = _predict_video(
+            detector, capture, source, out / f"{source}.mp4", score_threshold, entries,
+            progress, max_frames,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        frames, elapsed = len(entries), None
+    detections_file = out / f"detections.{detections_format}"
+    write_detections(entries, detections_file)
+    return {
+        "frames": frames,
+        "detections": sum(len(e["detections"]) for e in entries),
+        "fps": round(frames / elapsed, 2) if elapsed else None,
+        "detections_file": str(detections_file),
+    }
+
+
+def write_detections(entries: list[dict], path: str | os.PathLike) -> Path:
+    """Write detections as JSON (list of per-image entries) or CSV (one row per box),
+    chosen by the file's suffix."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for entry in entries:
+                for d in entry["detections"]:
+                    x1, y1, x2, y2 = d["box"]
+                    frame = "" if entry["frame"] is None else entry["frame"]
+                    writer.writerow(
+                        [entry["source"], frame, x1, y1, x2, y2]
+                        + [d["score"], d["class_id"], d["class_name"]]
+                    )
+    else:
+        path.write_text(json.dumps(entries, indent=1))
+    return path
+
+
+def load_detector(model: str | os.PathLike) -> Detector:
+    """A :class:`Detector` from a SavedModel folder, an MLflow URI or a registered name."""
+    if Path(model).is_dir():
+        return Detector(model)
+    from kdet.serving import local_saved_model  # MLflow is only needed for URIs and names
+
+    return Detector(local_saved_model(str(model)))

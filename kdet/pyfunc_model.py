@@ -1,0 +1,60 @@
+"""The MLflow pyfunc model of every kdet detector, logged as code (MLflow "models from code").
+
+:func:`kdet.serving.log_detector` logs this file next to the SavedModel, so a served or
+loaded model needs MLflow, pandas and TensorFlow only, not kdet. It is not meant to be
+imported: MLflow executes it when it loads the model.
+
+Input: a DataFrame with a binary column ``image`` holding encoded JPEG/PNG/BMP/GIF bytes
+(JSON clients send them base64-encoded, as MLflow does for every binary column).
+Output: one row per detection: ``image_index`` (row of the input), ``x1, y1, x2, y2``
+(pixels of that image), ``score``, ``class_id``, ``class_name``. Parameter
+``score_threshold`` (default 0.0) drops weaker detections.
+
+Example:
+    $ curl -s 127.0.0.1:5000/invocations -H 'Content-Type: application/json' -d '{
+        "dataframe_split": {"columns": ["image"], "data": [["<base64 JPEG>"]]},
+        "params": {"score_threshold": 0.5}}'
+    {"predictions": [{"image_index": 0, "x1": 12.0, ..., "class_name": "raccoon"}]}
+"""
+
+import base64
+
+import mlflow
+import pandas as pd
+import tensorflow as tf
+
+OUTPUT_COLUMNS = ("image_index", "x1", "y1", "x2", "y2", "score", "class_id", "class_name")
+
+
+class SavedModelDetector(mlflow.pyfunc.PythonModel):
+    """Runs the SavedModel artifact ``saved_model``'s ``serving_default`` on each image."""
+
+    def load_context(self, context):
+        self._model = tf.saved_model.load(context.artifacts["saved_model"])
+        self._serve = self._model.signatures["serving_default"]
+
+    def predict(self, context, model_input, params=None):
+        score_threshold = float((params or {}).get("score_threshold", 0.0))
+        images = model_input["image"] if isinstance(model_input, pd.DataFrame) else model_input
+        rows = []
+        for index, data in enumerate(images):
+            if isinstance(data, str):  # base64 text from a caller that skipped the schema
+                data = base64.b64decode(data)
+            out = self._serve(image_bytes=tf.constant(bytes(data)))
+            for box, score, class_id, name in zip(
+                out["boxes"].numpy().tolist(),
+                out["scores"].numpy().tolist(),
+                out["classes"].numpy().tolist(),
+                out["class_names"].numpy().tolist(),
+                strict=True,
+            ):
+                if score >= score_threshold:
+                    rows.append([index, *box, score, class_id, name.decode()])
+        frame = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        return frame.astype(
+            {"image_index": "int64", "class_id": "int64", "class_name": "str"}
+            | {column: "float64" for column in ("x1", "y1", "x2", "y2", "score")}
+        )
+
+
+mlflow.models.set_model(SavedModelDetector())

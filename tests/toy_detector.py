@@ -1,0 +1,46 @@
+"""A tiny exported detector with kdet's serving contract, for tests of generic tooling.
+
+It reports two boxes per image whatever the pixels: the whole image (class 1, ``dog``,
+score from a one-unit Keras model so variables must travel with the SavedModel) and its
+top-left quarter (class 0, ``cat``, score 0.3).
+"""
+
+import keras
+import tensorflow as tf
+
+from kdet.export import export_detector
+
+CLASS_NAMES = ["cat", "dog"]
+WHOLE_IMAGE_SCORE = float(tf.sigmoid(2.0))
+
+
+def build_toy_detector() -> tuple[keras.Model, callable]:
+    """A Keras model and the detect_fn that uses it."""
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(
+                1,
+                activation="sigmoid",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(2.0),
+                name="score",
+            ),
+        ]
+    )
+
+    def detect(image):
+        height = tf.cast(tf.shape(image)[0], tf.float32)
+        width = tf.cast(tf.shape(image)[1], tf.float32)
+        score = model(tf.cast(image, tf.float32)[tf.newaxis] / 255.0)[0, 0]
+        boxes = tf.stack([[0.0, 0.0, width, height], [0.0, 0.0, width / 2, height / 2]])
+        return {"boxes": boxes, "scores": tf.stack([score, 0.3]), "classes": tf.constant([1, 0])}
+
+    return model, detect
+
+
+def export_toy_detector(path) -> str:
+    """Export the toy detector to ``path``; returns the path."""
+    model, detect = build_toy_detector()
+    return export_detector(path, detect, CLASS_NAMES, trackable=model)
