@@ -123,8 +123,8 @@ def publish_detector(
     best = tracking.promote_best(dataset, metric, greater_is_better=greater_is_better, alias=alias)
     return {
         "model_uri": info.model_uri,
-        "version": info.registered_model_version,
-        "alias_version": best.version if best else None,
+        "version": str(info.registered_model_version),
+        "alias_version": str(best.version) if best else None,
     }
 
 
