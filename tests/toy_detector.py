@@ -44,3 +44,9 @@ def export_toy_detector(path) -> str:
     """Export the toy detector to ``path``; returns the path."""
     model, detect = build_toy_detector()
     return export_detector(path, detect, CLASS_NAMES, trackable=model)
+
+
+def export_toy_detector_with_names(path) -> list[str]:
+    """Export the toy detector to ``path``; returns its class names (contract-test form)."""
+    export_toy_detector(path)
+    return CLASS_NAMES
