@@ -1,5 +1,8 @@
 """Metrics: box-regression IoU and its mean-box baseline, COCO-style mAP, PR curves.
 
+These are NumPy and load without TensorFlow; the Keras training metric ``BoxIoU``
+lives in :mod:`kdet.metrics.keras_metrics`.
+
 Example:
     >>> from kdet.metrics import evaluate_detections
     >>> gt = [{"boxes": [[0, 0, 8, 8]], "classes": [0]}]
