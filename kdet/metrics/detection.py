@@ -275,13 +275,13 @@ class DetectionEvaluator:
         counts = np.full(len(boxes), boxes.shape[1]) if counts is None else _as_array(counts)
         for i in range(len(gt_boxes)):
             gt_keep = gt_classes[i] >= 0
-            keep = classes[i, : int(counts[i])] >= 0
+            keep = np.flatnonzero(classes[i, : int(counts[i])] >= 0)
             self.add_image(
                 gt_boxes[i][gt_keep],
                 gt_classes[i][gt_keep],
-                boxes[i, : int(counts[i])][keep],
-                scores[i, : int(counts[i])][keep],
-                classes[i, : int(counts[i])][keep],
+                boxes[i][keep],
+                scores[i][keep],
+                classes[i][keep],
             )
 
     def result(self):

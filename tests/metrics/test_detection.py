@@ -160,6 +160,38 @@ def test_detection_below_threshold_and_wrong_class_do_not_match():
     assert wrong.mAP50 == 0.0 and np.isnan(wrong.ap50["b"])
 
 
+def test_equal_iou_goes_to_the_last_ground_truth_as_in_cocoeval():
+    # The first detection overlaps both objects with IoU 0.6; COCOeval gives it the
+    # last one (B), so the second detection, which only fits B, is a false positive.
+    gt = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], dtype=float)
+    found = np.array([[2.5, 0, 12.5, 10], [5, 0, 15, 10]])
+    truth, detections = _one_image(gt, [0, 0], found, [0.9, 0.8], [0, 0])
+    result = evaluate_detections(truth, detections, ["a"])
+    stats, _ = _pycocotools(truth, detections, 1)
+    assert result.mAP50 == pytest.approx(51 / 101, abs=1e-12)
+    assert result.mAP50 == pytest.approx(stats[1], abs=1e-12)
+
+
+def test_ragged_tensors_are_accepted():
+    tf = pytest.importorskip("tensorflow")
+    y_true = {
+        "boxes": tf.ragged.constant([[[0, 0, 10, 10]], []], ragged_rank=1, inner_shape=(4,)),
+        "classes": tf.ragged.constant([[0], []], dtype=tf.float32),
+    }
+    y_pred = {
+        "boxes": tf.ragged.constant(
+            [[[0, 0, 10, 10]], [[1, 1, 5, 5]]], ragged_rank=1, inner_shape=(4,)
+        ),
+        "confidence": tf.ragged.constant([[0.9], [0.8]]),
+        "classes": tf.ragged.constant([[0], [0]], dtype=tf.float32),
+    }
+    evaluator = DetectionEvaluator(["a"])
+    evaluator.update_state(y_true, y_pred)
+    result = evaluator.result()
+    assert result.num_ground_truth.tolist() == [1] and result.num_detections.tolist() == [2]
+    assert result.mAP50 == pytest.approx(1.0, abs=1e-12)  # the FP ranks below the only TP
+
+
 def test_streaming_batches_equal_whole_split():
     ground_truth, detections = _random_split(3, num_images=8)
     expected = evaluate_detections(ground_truth, detections, CLASS_NAMES)
