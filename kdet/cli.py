@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import textwrap
-from pathlib import Path
-
-import yaml
 
 from kdet.errors import KdetError
 from kdet.families import FAMILIES, get_family
@@ -43,44 +39,21 @@ def _fetch(args: argparse.Namespace) -> dict:
     return fetch(args.name, out, **options).summary()
 
 
-def parse_assignment(text: str) -> tuple[str, object]:
-    """``"key=value"`` -> ``(key, value)`` with the value read as YAML (``3``, ``[64, 64]``,
-    ``null``, ``true``, ``xs``)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError as err:
-        raise argparse.ArgumentTypeError(f"{text!r}: value is not valid YAML ({err})") from err
+def _family_command(args: argparse.Namespace) -> dict:
+    from kdet.stages import describe_stage, run_stage
+    from kdet.tracking import project_root
 
-
-def stage_params(path: str | os.PathLike, group: str) -> dict:
-    """The mapping under the dotted key ``group`` of the YAML file ``path`` (``{}`` if absent)."""
-    try:
-        params = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as err:
-        raise KdetError(path, f"not valid YAML: {err}") from err
-    for key in group.split("."):
-        params = params.get(key, {}) if isinstance(params, dict) else {}
-    if not isinstance(params, dict):
-        raise KdetError(path, f"'{group}' is not a mapping of parameters")
-    return params
-
-
-def _family_command(args: argparse.Namespace) -> object:
     family = get_family(args.family)
+    stage = family.stage(args.command, args.dataset)
+    root = project_root()
     if args.describe:
-        print(family.describe(args.command), file=sys.stderr)
-        return {"family": args.family, "function": getattr(family, args.command)}
-    function = family.function(args.command)
-    kwargs = {}
-    group = family.params_groups.get(args.command)
-    params_file = args.params or ("params.yaml" if Path("params.yaml").exists() else None)
-    if group and params_file:
-        kwargs.update(stage_params(params_file, group))
-    kwargs.update(dict(args.set or []))
-    return function(**kwargs)
+        print(describe_stage(stage, root), file=sys.stderr)
+        return {"family": args.family, "stage": stage}
+    result = {"family": args.family, **run_stage(stage, args.set or [], root=root)}
+    if args.command == "export":
+        dataset = args.dataset or family.datasets[0]
+        result["saved_model"] = str(root / family.saved_model.format(dataset=dataset))
+    return result
 
 
 def _predict(args: argparse.Namespace) -> dict:
@@ -113,34 +86,34 @@ def _predict(args: argparse.Namespace) -> dict:
 
 
 def _add_family_command(commands, command: str, help_text: str, description: str) -> None:
-    available = "\n".join(f"  {name:16} {f.summary}" for name, f in sorted(FAMILIES.items()))
+    available = "\n".join(
+        f"  {name:16} {f.summary} (datasets: {', '.join(f.datasets)})"
+        for name, f in sorted(FAMILIES.items())
+    )
     parser = commands.add_parser(
         command,
         help=help_text,
         description=textwrap.fill(description, 88),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"families:\n{available or '  (none registered yet)'}\n\n"
-        f"examples:\n  kdet {command} FAMILY --describe      # its arguments and defaults\n"
-        f"  kdet {command} FAMILY --set epochs=2 --set image_size=[64,64]",
+        f"examples:\n"
+        f"  kdet {command} FAMILY --describe           # its DVC stage and parameters\n"
+        f"  kdet {command} FAMILY --dataset raccoon    # dvc repro of that stage\n"
+        f"  kdet {command} FAMILY --set epochs=2       # dvc exp run -S GROUP.epochs=2",
     )
     parser.add_argument("family", help="model family name (listed below)")
-    parser.add_argument(
-        "--params",
-        metavar="FILE",
-        help="YAML file whose family group gives the arguments (default: ./params.yaml "
-        "when present, i.e. the same values as the DVC stage)",
-    )
+    parser.add_argument("--dataset", help="dataset to run on (default: the family's first)")
     parser.add_argument(
         "--set",
         metavar="KEY=VALUE",
         action="append",
-        type=parse_assignment,
-        help="override one argument; VALUE is YAML (3, 0.5, [64,64], null); repeatable",
+        help="change one parameter of the stage and run it as a DVC experiment; "
+        "KEY as listed by --describe; repeatable",
     )
     parser.add_argument(
         "--describe",
         action="store_true",
-        help="print the family function's signature and docstring (to stderr) and exit",
+        help="print the stage's command, parameters and outputs (to stderr) and exit",
     )
     parser.set_defaults(run=_family_command)
 
@@ -174,25 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_family_command(
         commands,
         "train",
-        "train a model family (the code of its DVC train stage)",
-        "Train one model family with the same kdet function its DVC stage calls. Arguments "
-        "come from the family's group in params.yaml, then --set overrides. Prints the "
-        "function's summary (paths written, final metrics) as JSON.",
+        "train a model family (runs its DVC train stage)",
+        "Train one model family by running its DVC train stage, i.e. exactly what "
+        "`dvc repro` runs, with the parameters of params.yaml; --set changes some of them "
+        "and runs `dvc exp run -S` instead (the run is a DVC experiment, and params.yaml "
+        "keeps the new values as after any `dvc exp run`). Fetches the dataset first if needed. "
+        "Prints the stage's metrics as JSON; the MLflow run lands in the dataset's experiment.",
     )
     _add_family_command(
         commands,
         "evaluate",
         "evaluate a trained model family (mAP50, mAP, mean_iou, ...)",
-        "Evaluate one model family with the same kdet function its DVC stage calls: "
-        "metrics JSON, plots, MLflow run, registered model version and 'champion' alias.",
+        "Evaluate one model family by running its DVC evaluation stage (training first "
+        "if needed): metrics JSON (mAP50, mAP, mean_iou, latency_ms, ...), plots and the "
+        "MLflow run. Prints the metrics as JSON.",
     )
     _add_family_command(
         commands,
         "export",
         "export a trained model as a plain-TensorFlow SavedModel",
-        "Export a trained model of one family to a SavedModel with kdet's serving contract "
-        "(signatures serving_default(image_bytes) and detect_image(image)), loadable with "
-        "tf.saved_model.load and no kdet.",
+        "Export a trained model of one family by running the DVC stage that writes its "
+        "SavedModel (kdet's serving contract: signatures serving_default(image_bytes) and "
+        "detect_image(image), loadable with tf.saved_model.load and no kdet). Prints the "
+        "SavedModel's path; try it with `kdet predict PATH image.jpg`.",
     )
 
     predict = commands.add_parser(

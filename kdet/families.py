@@ -1,28 +1,25 @@
-"""The table the ``kdet train|evaluate|export`` commands dispatch on, one entry per family.
+"""The table that ``kdet train|evaluate|export`` dispatch on: one entry per model family.
 
-Each entry names (as ``"module:function"``, imported only when used) the same kdet
-functions the family's DVC stages call, and the ``params.yaml`` group those stages read,
-so ``kdet train NAME`` runs exactly what ``dvc repro`` runs for that family, with
-``--set key=value`` overrides. Every function takes keyword arguments only and returns a
-JSON-serialisable summary (metrics, written paths). A family joins the CLI by adding one
-``Family(...)`` entry to :data:`FAMILIES`.
+Each family's training, evaluation and export run as DVC stages (``dvc.yaml``), so an
+entry names those stages (``{dataset}`` is filled in) and the commands run exactly them:
+``dvc repro STAGE``, or ``dvc exp run STAGE -S GROUP.KEY=VALUE`` when arguments are
+overridden, so the run is recorded like any other experiment (``dvc exp show``, MLflow).
+A family joins the CLI by adding one :class:`Family` to :data:`FAMILIES`.
 
 Example:
     >>> FAMILIES["yolov8"] = Family(  # doctest: +SKIP
-    ...     summary="KerasCV YOLOv8 on raccoon / Open Images",
-    ...     train="kdet.models.yolov8.stages:train_stage",
-    ...     evaluate="kdet.models.yolov8.stages:evaluate_stage",
-    ...     export="kdet.models.yolov8.stages:export_stage",
-    ...     params_groups={"train": "train_yolov8", "evaluate": "evaluate_yolov8"},
+    ...     summary="KerasCV YOLOv8",
+    ...     datasets=("raccoon", "shapes"),
+    ...     train="train_yolov8_{dataset}",
+    ...     evaluate="evaluate_yolov8_{dataset}",
+    ...     export="evaluate_yolov8_{dataset}",
+    ...     saved_model="data/models/yolov8_{dataset}/saved_model",
     ... )
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
-from collections.abc import Callable, Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,32 +28,28 @@ class Family:
 
     Attributes:
         summary: one line shown by ``kdet train --help``.
-        train, evaluate, export: ``"module:function"`` of the stage functions (``None``
-            when the family has no such step).
-        params_groups: command -> dotted key of the ``params.yaml`` group its DVC stage
-            reads (e.g. ``{"train": "train_rcnn"}`` or ``{"train": "yolov8.train"}``);
-            that mapping becomes the keyword arguments.
+        datasets: the datasets it has stages for; the first is the default.
+        train, evaluate, export: DVC stage name templates (``{dataset}`` is replaced);
+            ``export`` is the stage that writes the SavedModel.
+        saved_model: path template of the SavedModel the export stage writes.
     """
 
     summary: str
-    train: str | None = None
-    evaluate: str | None = None
-    export: str | None = None
-    params_groups: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    datasets: tuple[str, ...]
+    train: str
+    evaluate: str
+    export: str
+    saved_model: str
 
-    def function(self, command: str) -> Callable:
-        """Import and return the function of ``command`` (``train``/``evaluate``/``export``)."""
-        target = getattr(self, command)
-        if target is None:
-            raise ValueError(f"this family has no '{command}' step")
-        module, _, name = target.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-    def describe(self, command: str) -> str:
-        """The signature and docstring of the function behind ``command``."""
-        function = self.function(command)
-        doc = inspect.getdoc(function) or "(no docstring)"
-        return f"{function.__module__}.{function.__name__}{inspect.signature(function)}\n\n{doc}"
+    def stage(self, command: str, dataset: str | None = None) -> str:
+        """The DVC stage of ``command`` (``train``/``evaluate``/``export``) on ``dataset``."""
+        dataset = dataset or self.datasets[0]
+        if dataset not in self.datasets:
+            raise ValueError(
+                f"this family has no stages for dataset {dataset!r}; "
+                f"available: {', '.join(self.datasets)}"
+            )
+        return getattr(self, command).format(dataset=dataset)
 
 
 FAMILIES: dict[str, Family] = {}
