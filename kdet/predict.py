@@ -34,11 +34,21 @@ DETECTION_FORMATS = ("json", "csv")
 CSV_COLUMNS = ("source", "frame", "x1", "y1", "x2", "y2", "score", "class_id", "class_name")
 
 
+DEFAULT_PROPOSALS = {"mode": "fast", "max_side": 300}
+
+
 class Detector:
     """A contract SavedModel loaded with plain TensorFlow, called on RGB ``uint8`` arrays.
 
+    Detectors exported with region proposals as a second input (R-CNN, Fast R-CNN: their
+    signatures take ``proposals``) get selective-search proposals computed here with
+    :func:`kdet.models.rcnn.proposals.selective_search`.
+
     Args:
-        saved_model_dir: a folder written by :func:`kdet.export.export_detector`.
+        saved_model_dir: a folder written by :func:`kdet.export.export_detector` (or
+            ``export_proposal_detector``).
+        proposal_options: keyword arguments of ``selective_search`` for proposal-taking
+            models (default ``{"mode": "fast", "max_side": 300}``, the pipeline's settings).
 
     Example:
         >>> detector = Detector("saved_model")  # doctest: +SKIP
@@ -46,7 +56,7 @@ class Detector:
         {'boxes': array(...), 'scores': ..., 'classes': ..., 'class_names': [...]}
     """
 
-    def __init__(self, saved_model_dir: str | os.PathLike):
+    def __init__(self, saved_model_dir: str | os.PathLike, proposal_options: dict | None = None):
         self.path = str(saved_model_dir)
         if not (Path(self.path) / "saved_model.pb").exists():
             raise KdetError(self.path, "not a SavedModel folder (no saved_model.pb)")
@@ -58,10 +68,18 @@ class Detector:
                 f"(has {sorted(self._model.signatures)})",
             )
         self._detect = self._model.signatures["detect_image"]
+        self.takes_proposals = "proposals" in self._detect.structured_input_signature[1]
+        self.proposal_options = {**DEFAULT_PROPOSALS, **(proposal_options or {})}
 
     def __call__(self, image: np.ndarray, score_threshold: float = 0.0) -> dict:
         """Detections for one RGB ``uint8 (H, W, 3)`` image, scores >= ``score_threshold``."""
-        out = self._detect(image=tf.convert_to_tensor(image, tf.uint8))
+        inputs = {"image": tf.convert_to_tensor(image, tf.uint8)}
+        if self.takes_proposals:
+            from kdet.models.rcnn.proposals import selective_search  # OpenCV, BGR input
+
+            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+            inputs["proposals"] = tf.constant(selective_search(bgr, **self.proposal_options))
+        out = self._detect(**inputs)
         keep = out["scores"].numpy() >= score_threshold
         return {
             "boxes": out["boxes"].numpy()[keep].reshape(-1, 4),

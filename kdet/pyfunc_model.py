@@ -8,7 +8,9 @@ Input: a DataFrame with a binary column ``image`` holding encoded JPEG/PNG/BMP/G
 (JSON clients send them base64-encoded, as MLflow does for every binary column).
 Output: one row per detection: ``image_index`` (row of the input), ``x1, y1, x2, y2``
 (pixels of that image), ``score``, ``class_id``, ``class_name``. Parameter
-``score_threshold`` (default 0.0) drops weaker detections.
+``score_threshold`` (default 0.0) drops weaker detections. Models whose signature also takes
+``proposals`` (R-CNN, Fast R-CNN) get OpenCV selective-search proposals computed here, with
+the model config's ``proposals`` settings (``mode``, ``max_side``; default fast, 300).
 
 Example:
     $ curl -s 127.0.0.1:5000/invocations -H 'Content-Type: application/json' -d '{
@@ -19,7 +21,9 @@ Example:
 
 import base64
 
+import cv2
 import mlflow
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -32,6 +36,32 @@ class SavedModelDetector(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self._model = tf.saved_model.load(context.artifacts["saved_model"])
         self._serve = self._model.signatures["serving_default"]
+        self._takes_proposals = "proposals" in self._serve.structured_input_signature[1]
+        options = (context.model_config or {}).get("proposals") or {}
+        self._proposals = {"mode": "fast", "max_side": 300, **options}
+
+    def _proposals_for(self, data: bytes) -> tf.Tensor:
+        """Selective search as kdet.models.rcnn.proposals does it, written again here because
+        a served model must not need kdet: search a copy shrunk to ``max_side``, boxes scaled
+        back to the image's pixels as float32 ``xyxy``."""
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError("image bytes are not a decodable image")
+        height, width = image.shape[:2]
+        factor = min(1.0, self._proposals["max_side"] / max(height, width))
+        if factor < 1.0:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+        search.setBaseImage(image)
+        {
+            "fast": search.switchToSelectiveSearchFast,
+            "quality": search.switchToSelectiveSearchQuality,
+            "single": search.switchToSingleStrategy,
+        }[self._proposals["mode"]]()
+        rects = np.asarray(search.process(), np.float32).reshape(-1, 4)
+        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / factor
+        return tf.constant(np.minimum(boxes, [width, height, width, height]).astype(np.float32))
 
     def predict(self, context, model_input, params=None):
         score_threshold = float((params or {}).get("score_threshold", 0.0))
@@ -40,7 +70,10 @@ class SavedModelDetector(mlflow.pyfunc.PythonModel):
         for index, data in enumerate(images):
             if isinstance(data, str):  # base64 text from a caller that skipped the schema
                 data = base64.b64decode(data)
-            out = self._serve(image_bytes=tf.constant(bytes(data)))
+            inputs = {"image_bytes": tf.constant(bytes(data))}
+            if self._takes_proposals:
+                inputs["proposals"] = self._proposals_for(bytes(data))
+            out = self._serve(**inputs)
             for box, score, class_id, name in zip(
                 out["boxes"].numpy().tolist(),
                 out["scores"].numpy().tolist(),

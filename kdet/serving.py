@@ -61,6 +61,7 @@ def log_detector(
     registered_model_name: str | None = None,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, str] | None = None,
+    proposals: Mapping | None = None,
 ) -> mlflow.models.model.ModelInfo:
     """Log a contract SavedModel as an MLflow pyfunc model in the active run (or a new one).
 
@@ -71,6 +72,8 @@ def log_detector(
             ``metrics`` and ``tags`` on the version (see :func:`kdet.tracking.register_version`).
         metrics: e.g. ``{"mAP50": 0.61}``; stored on the registered version.
         tags: e.g. ``{"family": "rcnn", "dataset": "raccoon"}``; stored on the version.
+        proposals: for models that take region proposals, the selective-search settings
+            the served model uses (``{"mode": "fast", "max_side": 300}`` by default).
 
     Returns:
         MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``, ...).
@@ -84,7 +87,12 @@ def log_detector(
         artifacts={"saved_model": str(saved_model_dir)},
         signature=SIGNATURE,
         input_example=_example_image(),
-        pip_requirements=[f"tensorflow=={_version('tensorflow')}", "pandas"],
+        pip_requirements=[
+            f"tensorflow=={_version('tensorflow')}",
+            f"opencv-contrib-python-headless=={_version('opencv-contrib-python-headless')}",
+            "pandas",
+        ],
+        model_config={"proposals": dict(proposals)} if proposals else None,
     )
     if registered_model_name:
         version = tracking.register_version(

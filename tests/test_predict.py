@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,7 +10,11 @@ from kdet import cli
 from kdet.errors import KdetError
 from kdet.predict import Detector, predict, predict_webcam
 from tests.mirror_images import raccoon_images
-from tests.toy_detector import WHOLE_IMAGE_SCORE, export_toy_detector
+from tests.toy_detector import (
+    WHOLE_IMAGE_SCORE,
+    export_toy_detector,
+    export_toy_proposal_detector,
+)
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +129,17 @@ def test_cli_predict_prints_summary_and_flags_failures(toy_model, tmp_path, caps
     captured = capsys.readouterr()
     assert json.loads(captured.out.strip().splitlines()[-1])["images"] == 2
     assert "nope.jpg: no such file or folder" in captured.err
+
+
+def test_proposal_taking_model_gets_selective_search_proposals(tmp_path):
+    pytest.importorskip("kdet.models.rcnn.proposals", reason="the R-CNN family is not merged")
+    [image] = raccoon_images(tmp_path / "in", 1)
+    height, width = cv2.imread(str(image)).shape[:2]
+    detector = Detector(export_toy_proposal_detector(tmp_path / "model"))
+    assert detector.takes_proposals
+    summary = predict(detector, [image], out_dir=tmp_path / "out", progress=False)
+    [entry] = json.loads(Path(summary["detections_file"]).read_text())
+    [detection] = entry["detections"]
+    x1, y1, x2, y2 = detection["box"]
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert detection["class_name"] == "cat"

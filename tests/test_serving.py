@@ -19,7 +19,11 @@ from kdet import serving, tracking
 from kdet.errors import KdetError
 from kdet.predict import load_detector
 from tests.mirror_images import raccoon_images
-from tests.toy_detector import WHOLE_IMAGE_SCORE, export_toy_detector
+from tests.toy_detector import (
+    WHOLE_IMAGE_SCORE,
+    export_toy_detector,
+    export_toy_proposal_detector,
+)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +182,17 @@ def test_scoring_server_answers_a_posted_mirror_image(toy_model, tmp_path):
         "dog",
     )
     assert detection["score"] == pytest.approx(WHOLE_IMAGE_SCORE)
+
+
+def test_pyfunc_computes_proposals_for_proposal_taking_models(tmp_path):
+    [image] = raccoon_images(tmp_path / "images", 1)
+    height, width = cv2.imread(str(image)).shape[:2]
+    path = export_toy_proposal_detector(tmp_path / "proposal_model")
+    with tracking.start_run("raccoon", run_name="rcnn-like"):
+        info = serving.log_detector(path, proposals={"mode": "single", "max_side": 100})
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    answer = model.predict(pd.DataFrame({"image": [image.read_bytes()]}))
+    assert len(answer) == 1 and answer["class_name"][0] == "cat"
+    x1, y1, x2, y2 = answer[["x1", "y1", "x2", "y2"]].values[0]
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert (x2 - x1) * (y2 - y1) > 0.25 * width * height  # the largest proposal

@@ -50,3 +50,49 @@ def export_toy_detector_with_names(path) -> list[str]:
     """Export the toy detector to ``path``; returns its class names (contract-test form)."""
     export_toy_detector(path)
     return CLASS_NAMES
+
+
+class ToyProposalDetector(tf.Module):
+    """The proposal-taking contract (R-CNN style): reports the largest proposal, class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = tf.constant(CLASS_NAMES)
+
+    def _detect(self, proposals):
+        areas = (proposals[:, 2] - proposals[:, 0]) * (proposals[:, 3] - proposals[:, 1])
+        box = tf.gather(proposals, tf.argmax(areas))[tf.newaxis]
+        classes = tf.constant([0])
+        return {
+            "boxes": box,
+            "scores": tf.constant([0.8]),
+            "classes": classes,
+            "class_names": tf.gather(self.names, classes),
+            "num_detections": tf.constant(1),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([], tf.string, name="image_bytes"),
+            tf.TensorSpec([None, 4], tf.float32, name="proposals"),
+        ]
+    )
+    def serve_bytes(self, image_bytes, proposals):
+        return self._detect(proposals)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+            tf.TensorSpec([None, 4], tf.float32, name="proposals"),
+        ]
+    )
+    def serve_image(self, image, proposals):
+        return self._detect(proposals)
+
+
+def export_toy_proposal_detector(path) -> str:
+    """Export :class:`ToyProposalDetector` with kdet's two signature names."""
+    module = ToyProposalDetector()
+    signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return str(path)
