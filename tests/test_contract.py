@@ -2,7 +2,8 @@
 
 Each family adds one ``ContractCase`` to ``CASES``: a function that exports a tiny model of
 the family (``weights=None``, 64x64 inputs, no training needed) to a given folder and returns
-its class names.
+its class names. Models that take region proposals (R-CNN style: both signatures have a
+second input ``proposals``, float32 ``(N, 4)`` xyxy pixels) are called with three boxes.
 """
 
 import dataclasses
@@ -20,15 +21,23 @@ from PIL import Image
 @dataclasses.dataclass(frozen=True)
 class ContractCase:
     """``export``: ``"module:function"``, ``function(path) -> class names``;
-    ``min_detections``: what an untrained model is sure to return on any image."""
+    ``min_detections``: what an untrained model is sure to return on any image;
+    ``takes_proposals``: the signatures have the extra ``proposals`` input."""
 
     name: str
     export: str
     min_detections: int = 0
+    takes_proposals: bool = False
 
 
 CASES = [
     ContractCase("toy", "tests.toy_detector:export_toy_detector_with_names", min_detections=2),
+    ContractCase(
+        "toy_proposals",
+        "tests.toy_detector:export_toy_proposal_detector_with_names",
+        min_detections=1,
+        takes_proposals=True,
+    ),
 ]
 
 CHECK = textwrap.dedent(
@@ -39,7 +48,15 @@ CHECK = textwrap.dedent(
 
     path, jpeg = sys.argv[1], sys.argv[2]
     names, min_detections = json.loads(sys.argv[3]), int(sys.argv[4])
+    takes_proposals = sys.argv[5] == "proposals"
     served = tf.saved_model.load(path)
+
+    def extra(height, width):
+        # three proposals inside a (height, width) image, when the model takes them
+        if not takes_proposals:
+            return {}
+        boxes = [[0, 0, width, height], [1, 2, width / 2, height / 3], [5, 5, 20, 30]]
+        return {"proposals": tf.constant(boxes, tf.float32)}
     assert {"serving_default", "detect_image"} <= set(served.signatures), served.signatures
 
     def check(out, height, width):
@@ -61,10 +78,11 @@ CHECK = textwrap.dedent(
 
     data = tf.io.read_file(jpeg)
     height, width = tf.io.decode_jpeg(data).shape[:2]
-    check(served.signatures["serving_default"](image_bytes=data), height, width)
+    out = served.signatures["serving_default"](image_bytes=data, **extra(height, width))
+    check(out, height, width)
     rng = np.random.default_rng(0)
     image = tf.constant(rng.integers(0, 256, (97, 41, 3), dtype=np.uint8))
-    boxes = check(served.signatures["detect_image"](image=image), 97, 41)
+    boxes = check(served.signatures["detect_image"](image=image, **extra(97, 41)), 97, 41)
     assert "kdet" not in sys.modules and "keras_cv" not in sys.modules
     print(json.dumps({"ok": True, "boxes": boxes.tolist()}))
     """
@@ -81,12 +99,17 @@ def test_exported_model_serves_plain_tensorflow(case, tmp_path):
     Image.fromarray(noise).save(jpeg)
     result = subprocess.run(
         [sys.executable, "-c", CHECK, str(path), str(jpeg)]
-        + [json.dumps(list(class_names)), str(case.min_detections)],
+        + [json.dumps(list(class_names)), str(case.min_detections)]
+        + ["proposals" if case.takes_proposals else "image"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    if case.name == "toy":  # the toy's boxes are known: whole image, top-left quarter
-        assert answer["boxes"] == [[0, 0, 41, 97], [0, 0, 20.5, 48.5]]
+    known = {  # the toys' boxes: whole image + top-left quarter; the largest proposal
+        "toy": [[0, 0, 41, 97], [0, 0, 20.5, 48.5]],
+        "toy_proposals": [[0, 0, 41, 97]],
+    }
+    if case.name in known:
+        assert answer["boxes"] == known[case.name]

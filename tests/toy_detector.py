@@ -96,3 +96,9 @@ def export_toy_proposal_detector(path) -> str:
     signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
     tf.saved_model.save(module, str(path), signatures=signatures)
     return str(path)
+
+
+def export_toy_proposal_detector_with_names(path) -> list[str]:
+    """Export the toy proposal detector to ``path``; returns its class names."""
+    export_toy_proposal_detector(path)
+    return CLASS_NAMES
