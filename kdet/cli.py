@@ -1,4 +1,4 @@
-"""The ``kdet`` command line: ``kdet fetch|train|evaluate|export|predict``.
+"""The ``kdet`` command line: ``kdet fetch|prepare|train|evaluate|export|predict``.
 
 Every subcommand prints its result as one JSON line on stdout (progress and warnings go to
 stderr), so scripts can read it.
@@ -37,6 +37,16 @@ def _fetch(args: argparse.Namespace) -> dict:
     options = {k: v for k, v in options.items() if v is not None}
     out = args.out or f"data/raw/{args.name}"
     return fetch(args.name, out, **options).summary()
+
+
+def _prepare(args: argparse.Namespace) -> dict:
+    from kdet.datasets.tfds_builders import prepare
+
+    records = args.records or f"data/raw/{args.name}"
+    out = args.out or f"data/prepared/{args.name}"
+    builder = prepare(args.name, records, out)
+    splits = {split: info.num_examples for split, info in builder.info.splits.items()}
+    return {"dataset": f"kdet_{args.name}", "data_dir": out, "splits": splits}
 
 
 def _family_command(args: argparse.Namespace) -> dict:
@@ -143,6 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--seed", type=int, help="seed of generated data and splits")
     fetch.add_argument("--mirror", help="a mirror folder or base URL (default: $KDET_MIRROR)")
     fetch.set_defaults(run=_fetch)
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="build the TFDS dataset kdet_NAME from a fetched dataset",
+        description=textwrap.fill(
+            "Build the TensorFlow Datasets dataset kdet_NAME from data/raw/NAME (what the "
+            "DVC stage prepare_NAME runs), then any TensorFlow code can read it with "
+            'tfds.load("kdet_NAME", data_dir=OUT). An existing version in OUT is kept. '
+            'Prints {"dataset", "data_dir", "splits": {split: examples}}.',
+            88,
+        ),
+    )
+    prepare.add_argument("name", choices=["caltech101", "raccoon", "open_images", "shapes"])
+    prepare.add_argument("--records", help="fetched dataset folder (default: data/raw/NAME)")
+    prepare.add_argument("--out", help="TFDS data folder (default: data/prepared/NAME)")
+    prepare.set_defaults(run=_prepare)
 
     _add_family_command(
         commands,

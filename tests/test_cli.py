@@ -68,3 +68,15 @@ def test_fetch_error_is_one_clear_line(tmp_path, capsys):
     )
     assert code == 1
     assert "kdet fetch: error:" in capsys.readouterr().err
+
+
+def test_prepare_builds_the_tfds_dataset_of_a_fetch(tmp_path, capsys):
+    raw = tmp_path / "shapes"
+    assert cli.main(["fetch", "shapes", "--out", str(raw), "--num-images", "10"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "prepared"
+    assert cli.main(["prepare", "shapes", "--records", str(raw), "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["dataset"] == "kdet_shapes"
+    assert sum(result["splits"].values()) == 10
+    assert (out / "kdet_shapes").is_dir()
