@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 from kdet.errors import KdetError
 from kdet.families import FAMILIES, get_family
@@ -64,6 +65,37 @@ def _family_command(args: argparse.Namespace) -> dict:
         dataset = args.dataset or family.datasets[0]
         result["saved_model"] = str(root / family.saved_model.format(dataset=dataset))
     return result
+
+
+def _publish(args: argparse.Namespace) -> dict:
+    from kdet import tracking
+    from kdet.serving import publish_detector
+
+    metrics = {}
+    if args.metrics:
+        try:
+            loaded = json.loads(Path(args.metrics).read_text())
+        except json.JSONDecodeError as err:
+            raise KdetError(args.metrics, f"not valid JSON: {err}") from err
+        metrics = {k: v for k, v in loaded.items() if isinstance(v, int | float)}
+    if args.metric not in metrics:
+        raise KdetError(args.metrics or "--metrics", f"has no numeric {args.metric!r} to rank by")
+    proposals = {"mode": args.proposals_mode, "max_side": args.proposals_max_side}
+    with tracking.start_run(
+        args.dataset, run_name=f"publish_{args.family}", tags={"family": args.family}
+    ) as run:
+        tracking.log_metrics(metrics)
+        result = publish_detector(
+            args.saved_model,
+            dataset=args.dataset,
+            family=args.family,
+            metrics=metrics,
+            metric=args.metric,
+            greater_is_better=not args.lower_is_better,
+            alias=args.alias,
+            proposals=proposals,
+        )
+    return {"run_id": run.info.run_id, "registered_model": args.dataset, **result}
 
 
 def _predict(args: argparse.Namespace) -> dict:
@@ -197,6 +229,39 @@ def build_parser() -> argparse.ArgumentParser:
         "detect_image(image), loadable with tf.saved_model.load and no kdet). Prints the "
         "SavedModel's path; try it with `kdet predict PATH image.jpg`.",
     )
+
+    publish = commands.add_parser(
+        "publish",
+        help="log an exported model to MLflow, register it and move the champion alias",
+        description=textwrap.fill(
+            "Log a SavedModel as an MLflow pyfunc model (servable with `mlflow models serve`) "
+            "in a run of the dataset's experiment, with the metrics of a metrics JSON; "
+            "register it as a new version of the model named after the dataset; move the "
+            "alias (default champion) to the version with the best --metric.",
+            88,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  kdet publish data/models/yolov8_raccoon/saved_model --dataset raccoon "
+        "--family yolov8 \\\n      --metrics data/metrics/yolov8_raccoon.json\n"
+        "  mlflow models serve -m models:/raccoon@champion --env-manager local",
+    )
+    publish.add_argument("saved_model", help="SavedModel folder written by an export")
+    publish.add_argument("--dataset", required=True, help="dataset = registered model name")
+    publish.add_argument("--family", required=True, help="model family (a version tag)")
+    publish.add_argument("--metrics", help="metrics JSON of the evaluation (flat numbers)")
+    publish.add_argument(
+        "--metric", default="mAP50", help="rank versions by (default: %(default)s)"
+    )
+    publish.add_argument("--lower-is-better", action="store_true", help="e.g. for latency_ms")
+    publish.add_argument("--alias", default="champion", help="alias to move (default: %(default)s)")
+    publish.add_argument(
+        "--proposals-mode",
+        default="fast",
+        choices=["fast", "quality", "single"],
+        help="selective search for proposal-taking models (R-CNN); default: %(default)s",
+    )
+    publish.add_argument("--proposals-max-side", type=int, default=300, help="default: 300")
+    publish.set_defaults(run=_publish)
 
     predict = commands.add_parser(
         "predict",

@@ -117,16 +117,19 @@ def publish_detector(
     metric: str = "mAP50",
     greater_is_better: bool = True,
     alias: str = "champion",
+    proposals: Mapping | None = None,
 ) -> dict:
     """Log, register as a version of the model named ``dataset``, move ``alias`` to the best.
 
-    Call it inside the evaluation run. Returns ``{"model_uri", "version", "alias_version"}``.
+    Call it inside the evaluation run (``proposals``: see :func:`log_detector`).
+    Returns ``{"model_uri", "version", "alias_version"}``.
     """
     info = log_detector(
         saved_model_dir,
         registered_model_name=dataset,
         metrics=metrics,
         tags={"family": family, "dataset": dataset},
+        proposals=proposals,
     )
     best = tracking.promote_best(dataset, metric, greater_is_better=greater_is_better, alias=alias)
     return {

@@ -196,3 +196,26 @@ def test_pyfunc_computes_proposals_for_proposal_taking_models(tmp_path):
     x1, y1, x2, y2 = answer[["x1", "y1", "x2", "y2"]].values[0]
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
     assert (x2 - x1) * (y2 - y1) > 0.25 * width * height  # the largest proposal
+
+
+def test_cli_publish_registers_and_moves_the_champion(toy_model, tmp_path, capsys):
+    from kdet import cli
+
+    argv = ["publish", toy_model, "--dataset", "shapes", "--family", "toy"]
+    for index, map50 in enumerate([0.5, 0.8, 0.6]):
+        metrics = tmp_path / f"m{index}.json"
+        metrics.write_text(json.dumps({"mAP50": map50, "latency_ms": 3.0, "note": "text"}))
+        assert cli.main([*argv, "--metrics", str(metrics)]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["version"] == str(index + 1)
+    assert result["alias_version"] == "2"
+    version = mlflow.MlflowClient().get_model_version_by_alias("shapes", "champion")
+    assert (str(version.version), version.tags["family"], version.tags["dataset"]) == (
+        "2",
+        "toy",
+        "shapes",
+    )
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.metrics == {"mAP50": 0.6, "latency_ms": 3.0}
+    assert cli.main([*argv, "--metrics", str(metrics), "--metric", "mAP"]) == 1
+    assert "has no numeric 'mAP' to rank by" in capsys.readouterr().err
