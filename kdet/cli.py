@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 from kdet.errors import KdetError
 from kdet.families import FAMILIES, get_family
@@ -68,34 +67,18 @@ def _family_command(args: argparse.Namespace) -> dict:
 
 
 def _publish(args: argparse.Namespace) -> dict:
-    from kdet import tracking
-    from kdet.serving import publish_detector
+    from kdet.serving import publish_saved_model
 
-    metrics = {}
-    if args.metrics:
-        try:
-            loaded = json.loads(Path(args.metrics).read_text())
-        except json.JSONDecodeError as err:
-            raise KdetError(args.metrics, f"not valid JSON: {err}") from err
-        metrics = {k: v for k, v in loaded.items() if isinstance(v, int | float)}
-    if args.metric not in metrics:
-        raise KdetError(args.metrics or "--metrics", f"has no numeric {args.metric!r} to rank by")
-    proposals = {"mode": args.proposals_mode, "max_side": args.proposals_max_side}
-    with tracking.start_run(
-        args.dataset, run_name=f"publish_{args.family}", tags={"family": args.family}
-    ) as run:
-        tracking.log_metrics(metrics)
-        result = publish_detector(
-            args.saved_model,
-            dataset=args.dataset,
-            family=args.family,
-            metrics=metrics,
-            metric=args.metric,
-            greater_is_better=not args.lower_is_better,
-            alias=args.alias,
-            proposals=proposals,
-        )
-    return {"run_id": run.info.run_id, "registered_model": args.dataset, **result}
+    return publish_saved_model(
+        args.saved_model,
+        dataset=args.dataset,
+        family=args.family,
+        metrics_file=args.metrics,
+        metric=args.metric,
+        greater_is_better=not args.lower_is_better,
+        alias=args.alias,
+        proposals={"mode": args.proposals_mode, "max_side": args.proposals_max_side},
+    )
 
 
 def _predict(args: argparse.Namespace) -> dict:
@@ -248,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("saved_model", help="SavedModel folder written by an export")
     publish.add_argument("--dataset", required=True, help="dataset = registered model name")
     publish.add_argument("--family", required=True, help="model family (a version tag)")
-    publish.add_argument("--metrics", help="metrics JSON of the evaluation (flat numbers)")
+    publish.add_argument(
+        "--metrics", required=True, help="metrics JSON of the evaluation (flat numbers)"
+    )
     publish.add_argument(
         "--metric", default="mAP50", help="rank versions by (default: %(default)s)"
     )

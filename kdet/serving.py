@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -137,6 +138,45 @@ def publish_detector(
         "version": str(info.registered_model_version),
         "alias_version": str(best.version) if best else None,
     }
+
+
+def publish_saved_model(
+    saved_model_dir: str | os.PathLike,
+    *,
+    dataset: str,
+    family: str,
+    metrics_file: str | os.PathLike,
+    metric: str = "mAP50",
+    greater_is_better: bool = True,
+    alias: str = "champion",
+    proposals: Mapping | None = None,
+) -> dict:
+    """:func:`publish_detector` in a new run ``publish_<family>`` of experiment ``dataset``,
+    with the numbers of an evaluation's metrics JSON (what ``kdet publish`` runs).
+
+    Returns:
+        ``{"run_id", "registered_model", "model_uri", "version", "alias_version"}``.
+    """
+    try:
+        loaded = json.loads(Path(metrics_file).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise KdetError(metrics_file, f"cannot read the metrics JSON: {err}") from err
+    metrics = {k: v for k, v in loaded.items() if isinstance(v, int | float)}
+    if metric not in metrics:
+        raise KdetError(metrics_file, f"has no numeric {metric!r} to rank versions by")
+    with tracking.start_run(dataset, run_name=f"publish_{family}", tags={"family": family}) as run:
+        tracking.log_metrics(metrics)
+        result = publish_detector(
+            saved_model_dir,
+            dataset=dataset,
+            family=family,
+            metrics=metrics,
+            metric=metric,
+            greater_is_better=greater_is_better,
+            alias=alias,
+            proposals=proposals,
+        )
+    return {"run_id": run.info.run_id, "registered_model": dataset, **result}
 
 
 def local_saved_model(model: str | os.PathLike, dst_dir: str | os.PathLike | None = None) -> str:
