@@ -61,8 +61,7 @@ def _family_command(args: argparse.Namespace) -> dict:
         return {"family": args.family, "stage": stage}
     result = {"family": args.family, **run_stage(stage, args.set or [], root=root)}
     if args.command == "export":
-        dataset = args.dataset or family.datasets[0]
-        result["saved_model"] = str(root / family.saved_model.format(dataset=dataset))
+        result["saved_model"] = str(root / family.path("saved_model", args.dataset))
     return result
 
 

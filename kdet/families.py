@@ -14,6 +14,7 @@ Example:
     ...     evaluate="evaluate_yolov8_{dataset}",
     ...     export="evaluate_yolov8_{dataset}",
     ...     saved_model="data/models/yolov8_{dataset}/saved_model",
+    ...     metrics="data/metrics/yolov8_{dataset}.json",
     ... )
 """
 
@@ -32,6 +33,8 @@ class Family:
         train, evaluate, export: DVC stage name templates (``{dataset}`` is replaced);
             ``export`` is the stage that writes the SavedModel.
         saved_model: path template of the SavedModel the export stage writes.
+        metrics: path template of the evaluation's metrics JSON (``mAP50``, ...), which
+            ``pipelines/publish.py`` registers with the model.
     """
 
     summary: str
@@ -40,6 +43,11 @@ class Family:
     evaluate: str
     export: str
     saved_model: str
+    metrics: str
+
+    def path(self, field: str, dataset: str | None = None) -> str:
+        """``saved_model`` or ``metrics`` for ``dataset`` (default: the first)."""
+        return getattr(self, field).format(dataset=dataset or self.datasets[0])
 
     def stage(self, command: str, dataset: str | None = None) -> str:
         """The DVC stage of ``command`` (``train``/``evaluate``/``export``) on ``dataset``."""

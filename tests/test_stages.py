@@ -53,6 +53,7 @@ def toy_project(tmp_path, monkeypatch):
         evaluate="train_toy_{dataset}",
         export="train_toy_{dataset}",
         saved_model="models/{dataset}/saved_model",
+        metrics="metrics_{dataset}.json",
     )
     monkeypatch.setitem(FAMILIES, "toy", family)
     monkeypatch.chdir(tmp_path)
@@ -130,7 +131,7 @@ def test_qualify_keeps_full_keys_and_rejects_ambiguity():
 
 
 def test_outside_a_project_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(FAMILIES, "toy", Family("t", ("a",), "s", "s", "s", "m"))
+    monkeypatch.setitem(FAMILIES, "toy", Family("t", ("a",), "s", "s", "s", "m", "j"))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "toy"]) == 1
     assert "no dvc.yaml here" in capsys.readouterr().err
