@@ -73,6 +73,7 @@ def _publish(args: argparse.Namespace) -> dict:
         dataset=args.dataset,
         family=args.family,
         metrics_file=args.metrics,
+        registered_model=args.registered_model,
         metric=args.metric,
         greater_is_better=not args.lower_is_better,
         alias=args.alias,
@@ -228,8 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  mlflow models serve -m models:/raccoon@champion --env-manager local",
     )
     publish.add_argument("saved_model", help="SavedModel folder written by an export")
-    publish.add_argument("--dataset", required=True, help="dataset = registered model name")
+    publish.add_argument("--dataset", required=True, help="dataset (the MLflow experiment)")
     publish.add_argument("--family", required=True, help="model family (a version tag)")
+    publish.add_argument(
+        "--registered-model", help="MLflow registered model name (default: the dataset)"
+    )
     publish.add_argument(
         "--metrics", required=True, help="metrics JSON of the evaluation (flat numbers)"
     )

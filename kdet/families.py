@@ -35,6 +35,10 @@ class Family:
         saved_model: path template of the SavedModel the export stage writes.
         metrics: path template of the evaluation's metrics JSON (``mAP50``, ...), which
             ``pipelines/publish.py`` registers with the model.
+        rank_by: the metric (higher is better) that picks the registered model's
+            ``champion`` among versions of every family publishing to it.
+        registered_model: name template of the MLflow registered model; families that
+            solve the same task on the same data share one, so their versions compete.
     """
 
     summary: str
@@ -44,9 +48,12 @@ class Family:
     export: str
     saved_model: str
     metrics: str
+    rank_by: str = "mAP50"
+    registered_model: str = "{dataset}"
 
     def path(self, field: str, dataset: str | None = None) -> str:
-        """``saved_model`` or ``metrics`` for ``dataset`` (default: the first)."""
+        """``saved_model``, ``metrics`` or ``registered_model`` for ``dataset`` (default:
+        the first)."""
         return getattr(self, field).format(dataset=dataset or self.datasets[0])
 
     def stage(self, command: str, dataset: str | None = None) -> str:

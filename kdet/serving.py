@@ -119,20 +119,23 @@ def publish_detector(
     greater_is_better: bool = True,
     alias: str = "champion",
     proposals: Mapping | None = None,
+    registered_model: str | None = None,
 ) -> dict:
-    """Log, register as a version of the model named ``dataset``, move ``alias`` to the best.
+    """Log, register as a version of ``registered_model`` (default: ``dataset``), move
+    ``alias`` to its best version by ``metric``.
 
     Call it inside the evaluation run (``proposals``: see :func:`log_detector`).
     Returns ``{"model_uri", "version", "alias_version"}``.
     """
+    name = registered_model or dataset
     info = log_detector(
         saved_model_dir,
-        registered_model_name=dataset,
+        registered_model_name=name,
         metrics=metrics,
         tags={"family": family, "dataset": dataset},
         proposals=proposals,
     )
-    best = tracking.promote_best(dataset, metric, greater_is_better=greater_is_better, alias=alias)
+    best = tracking.promote_best(name, metric, greater_is_better=greater_is_better, alias=alias)
     return {
         "model_uri": info.model_uri,
         "version": str(info.registered_model_version),
@@ -146,13 +149,15 @@ def publish_saved_model(
     dataset: str,
     family: str,
     metrics_file: str | os.PathLike,
+    registered_model: str | None = None,
     metric: str = "mAP50",
     greater_is_better: bool = True,
     alias: str = "champion",
     proposals: Mapping | None = None,
 ) -> dict:
     """:func:`publish_detector` in a new run ``publish_<family>`` of experiment ``dataset``,
-    with the numbers of an evaluation's metrics JSON (what ``kdet publish`` runs).
+    with the numbers of an evaluation's metrics JSON (what ``kdet publish`` runs); the
+    registered model is ``registered_model`` (default: ``dataset``).
 
     Returns:
         ``{"run_id", "registered_model", "model_uri", "version", "alias_version"}``.
@@ -170,13 +175,14 @@ def publish_saved_model(
             saved_model_dir,
             dataset=dataset,
             family=family,
+            registered_model=registered_model,
             metrics=metrics,
             metric=metric,
             greater_is_better=greater_is_better,
             alias=alias,
             proposals=proposals,
         )
-    return {"run_id": run.info.run_id, "registered_model": dataset, **result}
+    return {"run_id": run.info.run_id, "registered_model": registered_model or dataset, **result}
 
 
 def local_saved_model(model: str | os.PathLike, dst_dir: str | os.PathLike | None = None) -> str:

@@ -2,8 +2,9 @@
 
 Usage: ``python pipelines/publish.py FAMILY DATASET`` (parameters: ``params.yaml: publish``).
 Logs the family's exported SavedModel as an MLflow pyfunc model with the evaluation's
-metrics, registers it as a version of the model named DATASET, moves the alias to the best
-version by ``publish.metric`` and writes ``data/published/FAMILY_DATASET.json``.
+metrics, registers it as a version of the family's registered model (``kdet.families``:
+usually named DATASET), moves the alias to the best version by the family's ``rank_by``
+metric and writes ``data/published/FAMILY_DATASET.json``.
 """
 
 import argparse
@@ -28,6 +29,8 @@ def main() -> None:
         dataset=args.dataset,
         family=args.family,
         metrics_file=family.path("metrics", args.dataset),
+        registered_model=family.path("registered_model", args.dataset),
+        metric=family.rank_by,
         **params,
     )
     out = Path("data/published") / f"{args.family}_{args.dataset}.json"

@@ -217,5 +217,12 @@ def test_cli_publish_registers_and_moves_the_champion(toy_model, tmp_path, capsy
     )
     run = mlflow.get_run(result["run_id"])
     assert run.data.metrics == {"mAP50": 0.6, "latency_ms": 3.0}
+    assert cli.main([*argv, "--metrics", str(metrics), "--registered-model", "shapes_toy"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["registered_model"], result["version"], result["alias_version"]) == (
+        "shapes_toy",
+        "1",
+        "1",
+    )
     assert cli.main([*argv, "--metrics", str(metrics), "--metric", "mAP"]) == 1
     assert "has no numeric 'mAP' to rank versions by" in capsys.readouterr().err
