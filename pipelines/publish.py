@@ -1,4 +1,4 @@
-"""DVC stage ``publish_FAMILY_DATASET``: register an evaluated model and move its alias.
+"""DVC stage ``publish@FAMILY_DATASET``: register an evaluated model and move its alias.
 
 Usage: ``python pipelines/publish.py FAMILY DATASET`` (parameters: ``params.yaml: publish``).
 Logs the family's exported SavedModel as an MLflow pyfunc model with the evaluation's
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("family")
     parser.add_argument("dataset")
     args = parser.parse_args()
-    params = dvc.api.params_show(stages=f"publish_{args.family}_{args.dataset}")["publish"]
+    params = dvc.api.params_show(stages=f"publish@{args.family}_{args.dataset}")["publish"]
     family = get_family(args.family)
     result = publish_saved_model(
         family.path("saved_model", args.dataset),
