@@ -85,7 +85,9 @@ def training_callbacks(
             (best weights restored); ``None`` to train all epochs.
         monitor: the logged quantity to watch.
         history_csv: a CSV of per-epoch metrics (DVC plots read it); ``None`` for none.
-        log_to_mlflow: log per-epoch metrics to the active MLflow run.
+        log_to_mlflow: log per-epoch metrics to the active MLflow run (through
+            :class:`kdet.tracking.MetricsCallback`: a tracking server going away mid-run
+            does not stop training).
     """
     callbacks: list[keras.callbacks.Callback] = []
     if checkpoint_dir is not None:
@@ -106,9 +108,9 @@ def training_callbacks(
         Path(history_csv).parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.CSVLogger(str(history_csv)))
     if log_to_mlflow:
-        import mlflow.keras
+        from kdet.tracking import MetricsCallback
 
-        callbacks.append(mlflow.keras.MlflowCallback())
+        callbacks.append(MetricsCallback())
     return callbacks
 
 
