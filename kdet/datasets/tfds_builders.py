@@ -26,6 +26,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from kdet.data.decode import read_image
 from kdet.datasets.records import RECORDS_FILE, RecordSet
 from kdet.errors import AnnotationError, ImageError
 
@@ -102,9 +103,7 @@ class KdetDetectionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
             # Decoding once here turns a bad image into an error naming it now, instead
             # of an anonymous decode error when the prepared dataset is read.
             try:
-                shape = tf.io.decode_image(
-                    tf.io.read_file(str(path)), channels=3, expand_animations=False
-                ).shape
+                shape = read_image(str(path)).shape  # refuses decompression bombs too
             except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
                 raise ImageError(path, f"cannot decode image ({err.message})") from None
             if (shape[0], shape[1]) != (record.height, record.width):
