@@ -45,17 +45,32 @@ def synthetic_records(folder: Path, count: int, width: int, height: int, seed: i
     return RecordSet("synthetic", ["object"], records, folder)
 
 
-def time_epochs(examples, epochs: int, **pipeline_kwargs) -> list[float]:
-    """Images/s of each epoch of one fresh pipeline."""
+def time_epochs(examples, epochs: int, **pipeline_kwargs) -> list[dict]:
+    """Time each epoch of one fresh pipeline.
+
+    Returns, per epoch: ``first_batch_s`` (latency until the first batch: iterator and
+    thread start-up), ``images_per_s`` (whole epoch) and ``steady_images_per_s`` (after
+    the first batch).
+    """
     from kdet.data import build_pipeline
 
     dataset = build_pipeline(examples, **pipeline_kwargs)
-    rates = []
+    timings = []
     for _ in range(epochs):
         start = time.perf_counter()
-        images = sum(int(batch["images"].shape[0]) for batch in dataset)
-        rates.append(images / (time.perf_counter() - start))
-    return rates
+        batches = iter(dataset)
+        first = int(next(batches)["images"].shape[0])
+        first_batch_s = time.perf_counter() - start
+        rest = sum(int(batch["images"].shape[0]) for batch in batches)
+        total_s = time.perf_counter() - start
+        timings.append(
+            {
+                "first_batch_s": first_batch_s,
+                "images_per_s": (first + rest) / total_s,
+                "steady_images_per_s": rest / (total_s - first_batch_s),
+            }
+        )
+    return timings
 
 
 def main(argv=None):
@@ -69,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--keep-aspect-ratio", action="store_true")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per repeat (>= 2)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error(f"--epochs must be >= 2 to time cached epochs. Received: {args.epochs}")
@@ -88,9 +103,9 @@ def main(argv=None):
             )
             source = f"{args.images} synthetic {args.image_width}x{args.image_height} JPEGs"
         examples = from_records(record_set, args.split)
-        first, cached = [], []
+        runs = []
         for repeat in range(args.repeats):
-            rates = time_epochs(
+            timings = time_epochs(
                 examples,
                 args.epochs,
                 image_size=(args.size, args.size),
@@ -98,24 +113,35 @@ def main(argv=None):
                 keep_aspect_ratio=args.keep_aspect_ratio,
                 cache=True,
             )
-            first.append(rates[0])
-            cached.append(statistics.median(rates[1:]))
+            runs.append(timings)
             print(
-                f"repeat {repeat + 1}: first epoch {rates[0]:.0f} images/s, "
-                f"cached epochs {', '.join(f'{r:.0f}' for r in rates[1:])} images/s"
+                f"repeat {repeat + 1}: first epoch {timings[0]['images_per_s']:.0f} images/s "
+                f"({timings[0]['steady_images_per_s']:.0f} after a first batch taking "
+                f"{timings[0]['first_batch_s']:.2f} s), cached epochs "
+                + ", ".join(f"{t['images_per_s']:.0f}" for t in timings[1:])
+                + " images/s"
             )
+
+    def median(epochs, key):
+        return round(statistics.median(t[key] for run in runs for t in run[epochs]), 2)
+
     result = {
         "source": source,
-        "images": len(record_set.split(args.split).records if args.split else record_set),
+        "images": len(record_set.split(args.split) if args.split else record_set),
         "image_size": [args.size, args.size],
         "batch_size": args.batch_size,
         "cpu_count": os.cpu_count(),
-        "first_epoch_images_per_s": round(statistics.median(first), 1),
-        "cached_epoch_images_per_s": round(statistics.median(cached), 1),
+        "repeats": args.repeats,
+        "first_epoch_images_per_s": median(slice(0, 1), "images_per_s"),
+        "first_epoch_steady_images_per_s": median(slice(0, 1), "steady_images_per_s"),
+        "first_batch_s": median(slice(0, 1), "first_batch_s"),
+        "cached_epoch_images_per_s": median(slice(1, None), "images_per_s"),
     }
     print(
         f"median over {args.repeats} repeats: first epoch (read + decode + resize + batch) "
-        f"{result['first_epoch_images_per_s']:.0f} images/s; cached epochs "
+        f"{result['first_epoch_images_per_s']:.0f} images/s, "
+        f"{result['first_epoch_steady_images_per_s']:.0f} images/s after the first batch "
+        f"({result['first_batch_s']:.2f} s); cached epochs "
         f"{result['cached_epoch_images_per_s']:.0f} images/s"
     )
     print(json.dumps(result))
