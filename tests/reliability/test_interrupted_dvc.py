@@ -86,6 +86,7 @@ TRAIN_YAML = f"""stages:
 """
 
 
+@pytest.mark.slow
 def test_rerun_of_an_interrupted_training_stage_resumes_from_its_checkpoint(tmp_path):
     """The checkpoint folder is a ``persist: true`` out, so DVC keeps it for the re-run."""
     run_dvc("init", "--no-scm", "-q", cwd=tmp_path)
