@@ -267,9 +267,13 @@ class MetricsCallback(keras.callbacks.Callback):
     """
 
     def on_train_begin(self, logs=None):
-        if self.model.optimizer is not None:
-            config = self.model.optimizer.get_config()
+        if self.model.optimizer is None:
+            return
+        config = self.model.optimizer.get_config()
+        try:
             log_params({"optimizer": {k: v for k, v in config.items() if v is not None}})
+        except MlflowException as err:  # e.g. a second fit in the run with another rate
+            logger.warning("optimizer config not logged again: %s", str(err).splitlines()[0])
 
     def on_epoch_end(self, epoch, logs=None):
         log_metrics(logs or {}, step=epoch)

@@ -185,10 +185,11 @@ class StopOnSignal(keras.callbacks.Callback):
                 signal.Signals(signum).name,
             )
             return
-        self._restore()
+        self.restore()
         signal.raise_signal(signum)
 
-    def _restore(self):
+    def restore(self):
+        """Put back the signal handlers that were installed before training."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
@@ -206,7 +207,7 @@ class StopOnSignal(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self._restore()
+        self.restore()
 
 
 def fit(
@@ -274,7 +275,12 @@ def fit(
         str(backup_dir), double_checkpoint=True, delete_checkpoint=False
     )
     stopper = StopOnSignal(signals)
-    history = model.fit(x, y, epochs=epochs, callbacks=[backup, *callbacks, stopper], **fit_kwargs)
+    try:
+        history = model.fit(
+            x, y, epochs=epochs, callbacks=[backup, *callbacks, stopper], **fit_kwargs
+        )
+    finally:  # Keras skips on_train_end when fit raises
+        stopper.restore()
     done = history.epoch[-1] + 1 if history.epoch else epochs
     if stopper.received is not None and done < epochs:
         name = signal.Signals(stopper.received).name

@@ -84,3 +84,29 @@ def test_interrupted_training_resumes_from_the_checkpoint_epoch(tmp_path):
     # The weights came back too: the resumed loss continues the curve, far below the start.
     assert result["loss"][0] < float(rows[0]["loss"]) / 2
     assert not (tmp_path / "ckpt" / "backup").exists()  # a finished run cleans its backup
+
+
+def test_signal_handlers_are_restored_when_fit_raises(tmp_path):
+    import keras
+    import numpy as np
+
+    from kdet import training
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("data error")
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(RuntimeError, match="data error"):
+        training.fit(
+            model,
+            np.ones((4, 2)),
+            np.ones((4, 1)),
+            epochs=2,
+            verbose=0,
+            checkpoint_dir=tmp_path,
+            callbacks=[Boom()],
+        )
+    assert signal.getsignal(signal.SIGINT) is before

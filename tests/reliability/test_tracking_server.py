@@ -142,3 +142,13 @@ def test_real_server_killed_mid_run(tmp_path):
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_second_fit_with_another_learning_rate_in_one_run():
+    model, x, y = tiny_model()
+    with tracking.start_run("toy") as run:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[tracking.MetricsCallback()])
+        model.optimizer.learning_rate.assign(0.001)  # fine-tuning phase, same run
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[tracking.MetricsCallback()])
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert float(params["optimizer.learning_rate"]) == pytest.approx(0.01)
