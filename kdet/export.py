@@ -20,7 +20,10 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -166,8 +169,22 @@ def export_detector(
     class_names: Sequence[str],
     trackable=None,
 ) -> str:
-    """Save ``detect_fn`` as a SavedModel with the serving contract; returns the path."""
+    """Save ``detect_fn`` as a SavedModel with the serving contract; returns the path.
+
+    The model is written to a hidden ``.NAME.*.partial`` folder beside ``path`` and renamed
+    into place when complete (replacing an older export), so an interrupted export never
+    leaves a half-written SavedModel under ``path``.
+    """
     module = DetectorServingModule(detect_fn, class_names, trackable)
     signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
-    tf.saved_model.save(module, str(path), signatures=signatures)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return str(path)

@@ -79,3 +79,19 @@ def test_detect_image_rejects_wrong_dtype_rank_and_size(served, image, message):
 def test_serving_default_rejects_non_scalar_or_non_string(served, value, message):
     with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError), match=message):
         served.signatures["serving_default"](image_bytes=value)
+
+
+def test_failed_export_leaves_no_partial_model(tmp_path):
+    def broken(image):
+        raise ValueError("detector bug")
+
+    path = tmp_path / "models" / "saved_model"
+    with pytest.raises(ValueError, match="detector bug"):
+        export_detector(path, broken, ["cat"])
+    assert list((tmp_path / "models").iterdir()) == []
+    export_detector(path, whole_image_detector, ["cat"])
+    export_detector(path, whole_image_detector, ["cat", "dog"])  # replaces the old export
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["saved_model"]
+    served = tf.saved_model.load(str(path))
+    out = served.signatures["detect_image"](image=tf.zeros((4, 4, 3), tf.uint8))
+    assert out["class_names"].numpy().tolist() == [b"dog"]  # class 1 exists only in the new one
