@@ -206,6 +206,6 @@ def build_pipeline(
         dataset = dataset.map(finish, num_parallel_calls=autotune)
     else:
         # One map instead of two when nothing runs between them: fewer stages handing
-        # batches between threads (measured faster with pipelines/benchmark_input.py).
+        # batches between threads.
         dataset = dataset.map(lambda batch: finish(_to_keras_cv(batch)), num_parallel_calls=autotune)
     return dataset.prefetch(autotune)
