@@ -163,7 +163,6 @@ class KdetShapes(KdetDetectionBuilder):
     """Kdet's seeded synthetic shapes (``kdet_shapes``)."""
 
     DESCRIPTION = "Synthetic images of rectangles, ellipses and triangles with exact boxes."
-    HOMEPAGE = "https://github.com/kdet"
 
 
 BUILDERS = {

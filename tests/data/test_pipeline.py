@@ -106,6 +106,8 @@ def test_output_box_format(record_set):
     rel_boxes = rel["bounding_boxes"]["boxes"].numpy()
     np.testing.assert_allclose(rel_boxes[valid], boxes[valid][:, [1, 0, 3, 2]] / 32, rtol=1e-5)
     assert (rel_boxes[~valid] == -1).all()
+    upper = _one_batch(record_set, image_size=(32, 32), bounding_box_format="REL_YXYX")
+    np.testing.assert_array_equal(upper["bounding_boxes"]["boxes"].numpy(), rel_boxes)
     with pytest.raises(ValueError, match="bounding_box_format"):
         build_pipeline(from_records(record_set), bounding_box_format="xxyy")
 
