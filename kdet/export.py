@@ -27,97 +27,20 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from kdet.data.decode import decode_image
+
 OUTPUT_KEYS = ("boxes", "scores", "classes", "class_names", "num_detections")
-# Largest image a request may declare: Pillow's decompression-bomb limit, which
-# kdet.datasets applies to fetched images too. 89.5 M pixels decode to ~270 MB.
-MAX_PIXELS = 89_478_485
-_EXPECTED = "expected the bytes of one JPEG, PNG, GIF or BMP file"
 
 
-def _unsigned(data: tf.Tensor, start: int, length: int, little_endian: bool) -> tf.Tensor:
-    """The unsigned integer stored in ``data[start:start + length]`` (zero-padded), int64."""
-    raw = tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8)
-    raw = tf.cast(tf.pad(raw, [[0, length - tf.shape(raw)[0]]]), tf.int64)
-    weights = [256**i for i in range(length)]
-    weights = tf.constant(weights if little_endian else weights[::-1], tf.int64)
-    return tf.reduce_sum(raw * weights)
+def decode_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Decode one request's encoded image to ``uint8 (H, W, 3)`` in the serving graph.
 
-
-def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
-    """``[height, width]`` (int64) that encoded image bytes declare, read from the header.
-
-    Nothing is decoded, so a decompression bomb is caught before it allocates memory.
-    TensorFlow reads only JPEG headers (``tf.image.extract_jpeg_shape``); the PNG, GIF
-    and BMP headers are read here from their fixed positions. Unknown formats give
-    ``[0, 0]``.
-
-    Example:
-        >>> declared_size(tf.io.encode_png(tf.zeros((4, 6, 3), tf.uint8))).numpy().tolist()
-        [4, 6]
+    Empty bytes, bytes of another format and images declaring more than
+    ``kdet.data.decode.MAX_PIXELS`` pixels are rejected before decoding with an
+    ``InvalidArgumentError`` that starts with ``image_bytes:`` and says what was expected
+    (see :func:`kdet.data.decode.decode_image`).
     """
-
-    def head(start, length):
-        return tf.strings.substr(image_bytes, start, length)
-
-    def jpeg():
-        return tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)
-
-    def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
-        return tf.stack(
-            [_unsigned(image_bytes, 20, 4, False), _unsigned(image_bytes, 16, 4, False)]
-        )
-
-    def gif():  # logical screen: width, height as little-endian uint16 at bytes 6 and 8
-        return tf.stack([_unsigned(image_bytes, 8, 2, True), _unsigned(image_bytes, 6, 2, True)])
-
-    def bmp():  # DIB header: width, height as little-endian int32 at 18 and 22 (height < 0:
-        # rows stored top-down)
-        def signed(start):
-            value = _unsigned(image_bytes, start, 4, True)
-            return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
-
-        return tf.stack([signed(22), signed(18)])
-
-    return tf.case(
-        [
-            (tf.equal(head(0, 3), b"\xff\xd8\xff"), jpeg),
-            (tf.equal(head(0, 8), b"\x89PNG\r\n\x1a\n"), png),
-            (tf.logical_or(tf.equal(head(0, 6), b"GIF87a"), tf.equal(head(0, 6), b"GIF89a")), gif),
-            (tf.equal(head(0, 2), b"BM"), bmp),
-        ],
-        default=lambda: tf.zeros([2], tf.int64),
-        exclusive=True,
-    )
-
-
-def decode_image_bytes(image_bytes: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
-    """Decode encoded image bytes to ``uint8 (H, W, 3)`` in a graph, with clear errors.
-
-    Empty bytes, bytes of another format, images declaring more than ``max_pixels``
-    pixels and images of zero size are rejected before decoding with an
-    ``InvalidArgumentError`` saying what was expected. Grayscale, alpha, 16-bit and CMYK
-    images are converted to 8-bit RGB; of an animated GIF the first frame is used.
-    """
-    size = declared_size(image_bytes)
-    pixels = size[0] * size[1]
-    checks = [
-        tf.debugging.assert_greater(
-            tf.strings.length(image_bytes), 0, message=f"image_bytes is empty: {_EXPECTED}"
-        ),
-        tf.debugging.Assert(
-            tf.reduce_all(size > 0),
-            [f"image_bytes is not a JPEG, PNG, GIF or BMP image with a size: {_EXPECTED}"],
-        ),
-        tf.debugging.Assert(
-            pixels <= max_pixels,
-            [f"image is too large: more than {max_pixels} pixels declared, height x width =", size],
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        image_bytes = tf.identity(image_bytes)
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    return decode_image(image_bytes, "image_bytes")
 
 
 class DetectorServingModule(tf.Module):
