@@ -21,8 +21,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-keras.config.disable_traceback_filtering()
-
 IMAGE_SIZE = 32
 NUM_IMAGES = 32
 
