@@ -40,8 +40,6 @@ def shapes_dataset(batch_size: int) -> tf.data.Dataset:
 
 def small_box_regressor():
     """The ``small_cnn`` backbone (with batch norm) and a 4-output sigmoid box head."""
-    import keras
-
     from kdet.models import build_backbone
 
     backbone = build_backbone("small_cnn", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
@@ -52,9 +50,8 @@ def small_box_regressor():
 
 def train(strategy, *, per_replica_batch: int, steps: int, seed: int = 0):
     """Build under ``strategy`` (seeded), fit ``steps`` steps; returns (model, initial weights)."""
-    import keras
-
     from kdet import training
+    from kdet.metrics.keras_metrics import BoxIoU
 
     training.set_seed(seed)
     model, global_batch = training.build_for_strategy(
@@ -63,13 +60,14 @@ def train(strategy, *, per_replica_batch: int, steps: int, seed: int = 0):
         batch_size=per_replica_batch,
         optimizer=keras.optimizers.SGD(0.05),
         loss="mse",
+        metrics=[BoxIoU("rel_xyxy")],
     )
     initial = [np.array(w.numpy()) for w in model.weights]
     from kdet.distribute import with_shard_policy
 
     data = with_shard_policy(shapes_dataset(global_batch).take(steps).repeat())
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    return model, initial
+    history = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    return model, initial, history.history
 
 
 def checksum(weights) -> str:
@@ -88,9 +86,9 @@ def run_mirrored(out: str) -> None:
     from kdet.distribute import distribute_dataset, get_strategy, global_batch_size, scale_loss
 
     # One device with batches of 8, then 2 replicas of 4 each on the same batches.
-    single, single_initial = train("default", per_replica_batch=8, steps=2)
+    single, single_initial, single_logs = train("default", per_replica_batch=8, steps=2)
     strategy = get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-    mirrored, mirrored_initial = train(strategy, per_replica_batch=4, steps=2)
+    mirrored, mirrored_initial, mirrored_logs = train(strategy, per_replica_batch=4, steps=2)
     agree = {}
     for weight in mirrored.weights:
         values = [v.numpy() for v in strategy.experimental_local_results(weight.value)]
@@ -123,6 +121,7 @@ def run_mirrored(out: str) -> None:
         ),
         "optimizer_learning_rate": float(mirrored.optimizer.learning_rate.numpy()),
         "optimizer_steps": int(mirrored.optimizer.iterations.numpy()),
+        "logs": {"default": single_logs, "mirrored": mirrored_logs},
         "same_initial": checksum(single_initial) == checksum(mirrored_initial),
         "replicas_agree": agree,
         "update_error": update_error,
@@ -135,8 +134,9 @@ def run_multi_worker(out: str) -> None:
     from kdet.distribute import get_strategy, is_chief
 
     strategy = get_strategy("multi_worker", communication="ring")
-    model, initial = train(strategy, per_replica_batch=4, steps=3)
+    model, initial, logs = train(strategy, per_replica_batch=4, steps=3)
     result = {
+        "logs": logs,
         "initial_checksum": checksum(initial),
         "replicas": strategy.num_replicas_in_sync,
         "chief": is_chief(strategy),

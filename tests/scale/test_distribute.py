@@ -111,6 +111,10 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     # The SGD made outside the scope was re-made inside it with the same settings.
     assert result["optimizer_learning_rate"] == pytest.approx(0.05)
     assert result["optimizer_steps"] == 2
+    # Loss and kdet's BoxIoU metric, reduced over the replicas, match the one-device run.
+    for name in ("loss", "box_iou"):
+        default, mirrored = (result["logs"][run][name][-1] for run in ("default", "mirrored"))
+        assert mirrored == pytest.approx(default, rel=1e-3), name
     disagreeing = [name for name, same in result["replicas_agree"].items() if not same]
     assert not disagreeing, f"replicas differ in {disagreeing}"
     assert len(result["replicas_agree"]) == 42  # small_cnn (40) + the head's kernel and bias
@@ -141,3 +145,5 @@ def test_multi_worker_on_loopback_ends_with_identical_weights(tmp_path):
     assert all(r["trained"] for r in results)
     assert results[0]["checksum"] != results[0]["initial_checksum"]  # training moved them
     assert results[0]["checksum"] == results[1]["checksum"]
+    assert results[0]["logs"] == results[1]["logs"]  # metrics are reduced over both workers
+    assert set(results[0]["logs"]) == {"loss", "box_iou"}
