@@ -20,12 +20,20 @@ be scaled with :func:`scale_loss`. Batch normalization is made synchronous acros
 replicas (:func:`synchronize_batch_norm`): Keras 3's default keeps per-replica moving
 statistics, which drift apart between replicas (measured in ``tests/scale``).
 
+Model families take ``strategy=`` through :func:`kdet.training.build_for_strategy`.
+
 Example:
-    >>> strategy = get_strategy("default")
-    >>> model = build_and_compile(strategy, build_model, optimizer="adam", loss="mse")
-    ... # doctest: +SKIP
-    >>> batches = dataset.batch(global_batch_size(16, strategy))  # doctest: +SKIP
-    >>> model.fit(with_shard_policy(batches), epochs=3)  # doctest: +SKIP
+    >>> strategy = get_strategy("auto")  # default here; MirroredStrategy with 2 GPUs
+    >>> model = build_and_compile(
+    ...     strategy,
+    ...     lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
+    ...     optimizer="sgd",
+    ...     loss="mse",
+    ... )
+    >>> data = tf.data.Dataset.from_tensor_slices(([[1.0, 2.0, 3.0]] * 8, [[1.0]] * 8))
+    >>> batches = with_shard_policy(data.batch(global_batch_size(4, strategy)))
+    >>> len(model.fit(batches, epochs=2, verbose=0).history["loss"])
+    2
 """
 
 from __future__ import annotations
