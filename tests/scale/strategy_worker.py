@@ -1,21 +1,21 @@
 """A training process for the strategy tests (run as a script, one per worker).
 
 TensorFlow's devices and a multi-worker cluster must be set up before TensorFlow starts,
-so each case runs in a fresh process and reports through a JSON file:
+so each case runs in a fresh process and reports through a JSON file (``OUT``). The
+data is the shapes dataset, fetched into ``DATA`` and read through ``kdet.data``:
 
-* ``mirrored OUT``: splits the CPU into 2 logical devices, trains the small model a few
+* ``mirrored OUT DATA``: splits the CPU into 2 logical devices, trains the small model a few
   steps under the default strategy and under ``MirroredStrategy`` from the same initial
   weights and data, and writes whether the replicas agree, how far the mirrored updates
   are from the single-device ones, and what the kdet.distribute helpers give on 2
   replicas.
-* ``multi_worker OUT``: one worker of the cluster in ``TF_CONFIG``; trains a few steps
+* ``multi_worker OUT DATA``: one worker of the cluster in ``TF_CONFIG``; trains a few steps
   under ``MultiWorkerMirroredStrategy`` and writes a checksum of its final weights.
 """
 
 import argparse
 import hashlib
 import json
-import sys
 
 import keras
 import numpy as np
@@ -25,30 +25,43 @@ IMAGE_SIZE = 32
 NUM_IMAGES = 32
 
 
-def shapes_dataset(batch_size: int) -> tf.data.Dataset:
-    """Synthetic shapes images and their first box (relative xyxy), identical everywhere."""
-    from kdet.datasets.shapes import draw_image
+def shapes_dataset(folder: str, batch_size: int) -> tf.data.Dataset:
+    """Fetched shapes through kdet's input pipeline: (images, first box in rel_xyxy).
 
-    images, targets = [], []
-    for index in range(NUM_IMAGES):
-        pixels, boxes, _ = draw_image(index, image_size=IMAGE_SIZE, max_objects=1, seed=3)
-        images.append(pixels.astype("float32") / 255.0)
-        targets.append(np.asarray(boxes[0], "float32") / IMAGE_SIZE)
-    dataset = tf.data.Dataset.from_tensor_slices((np.stack(images), np.stack(targets)))
-    return dataset.batch(batch_size, drop_remainder=True)
+    The same seed gives identical files, so every process builds the same batches.
+    """
+    from kdet.data import build_pipeline, from_records
+    from kdet.datasets import fetch
+
+    records = fetch("shapes", folder, num_images=NUM_IMAGES, image_size=IMAGE_SIZE, seed=3)
+    batches = build_pipeline(
+        from_records(records),
+        image_size=(IMAGE_SIZE, IMAGE_SIZE),
+        batch_size=batch_size,
+        normalization="unit",
+        bounding_box_format="rel_xyxy",
+        drop_remainder=True,
+    )
+    return batches.map(lambda b: (b["images"], b["bounding_boxes"]["boxes"][:, 0]))
 
 
 def small_box_regressor():
-    """The ``small_cnn`` backbone (with batch norm) and a 4-output sigmoid box head."""
+    """The ``small_cnn`` backbone (with batch norm) and a 4-output sigmoid box head
+    (``rel_xyxy``)."""
     from kdet.models import build_backbone
 
     backbone = build_backbone("small_cnn", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
     features = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
-    boxes = keras.layers.Dense(4, activation="sigmoid", name="bounding_box")(features)
+    # Start near the centred box (0.25, 0.25, 0.75, 0.75), not the empty box at 0.5, so
+    # the IoU metric is informative from the first step.
+    start = keras.initializers.Constant([-1.1, -1.1, 1.1, 1.1])
+    boxes = keras.layers.Dense(
+        4, activation="sigmoid", bias_initializer=start, name="bounding_box"
+    )(features)
     return keras.Model(backbone.input, boxes, name="small_box_regressor")
 
 
-def train(strategy, *, per_replica_batch: int, steps: int, seed: int = 0):
+def train(strategy, folder: str, *, per_replica_batch: int, steps: int, seed: int = 0):
     """Build under ``strategy`` (seeded), fit ``steps`` steps; returns (model, initial weights)."""
     from kdet import training
     from kdet.metrics.keras_metrics import BoxIoU
@@ -65,7 +78,7 @@ def train(strategy, *, per_replica_batch: int, steps: int, seed: int = 0):
     initial = [np.array(w.numpy()) for w in model.weights]
     from kdet.distribute import with_shard_policy
 
-    data = with_shard_policy(shapes_dataset(global_batch).take(steps).repeat())
+    data = with_shard_policy(shapes_dataset(folder, global_batch).take(steps).repeat())
     history = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
     return model, initial, history.history
 
@@ -78,7 +91,7 @@ def checksum(weights) -> str:
     return digest.hexdigest()
 
 
-def run_mirrored(out: str) -> None:
+def run_mirrored(out: str, folder: str) -> None:
     (cpu,) = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
@@ -86,9 +99,11 @@ def run_mirrored(out: str) -> None:
     from kdet.distribute import distribute_dataset, get_strategy, global_batch_size, scale_loss
 
     # One device with batches of 8, then 2 replicas of 4 each on the same batches.
-    single, single_initial, single_logs = train("default", per_replica_batch=8, steps=2)
+    single, single_initial, single_logs = train("default", folder, per_replica_batch=8, steps=2)
     strategy = get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-    mirrored, mirrored_initial, mirrored_logs = train(strategy, per_replica_batch=4, steps=2)
+    mirrored, mirrored_initial, mirrored_logs = train(
+        strategy, folder, per_replica_batch=4, steps=2
+    )
     agree = {}
     for weight in mirrored.weights:
         values = [v.numpy() for v in strategy.experimental_local_results(weight.value)]
@@ -130,11 +145,11 @@ def run_mirrored(out: str) -> None:
         json.dump(result, f)
 
 
-def run_multi_worker(out: str) -> None:
+def run_multi_worker(out: str, folder: str) -> None:
     from kdet.distribute import get_strategy, is_chief
 
     strategy = get_strategy("multi_worker", communication="ring")
-    model, initial, logs = train(strategy, per_replica_batch=4, steps=3)
+    model, initial, logs = train(strategy, folder, per_replica_batch=4, steps=3)
     result = {
         "logs": logs,
         "initial_checksum": checksum(initial),
@@ -150,7 +165,7 @@ def run_multi_worker(out: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["mirrored", "multi_worker"])
-    parser.add_argument("out")
+    parser.add_argument("out", help="the JSON report")
+    parser.add_argument("data", help="a folder for the shapes dataset")
     args = parser.parse_args()
-    {"mirrored": run_mirrored, "multi_worker": run_multi_worker}[args.mode](args.out)
-    sys.exit(0)
+    {"mirrored": run_mirrored, "multi_worker": run_multi_worker}[args.mode](args.out, args.data)

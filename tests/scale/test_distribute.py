@@ -99,7 +99,7 @@ def test_one_replica_helpers():
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     """2 replicas x 4 images == 1 device x 8 images, and both replicas hold one model."""
     out, log = tmp_path / "mirrored.json", tmp_path / "mirrored.log"
-    command = [sys.executable, str(WORKER), "mirrored", str(out)]
+    command = [sys.executable, str(WORKER), "mirrored", str(out), str(tmp_path / "shapes")]
     with started(command, log, env=child_env(), cwd=tmp_path) as process:
         wait_all([process], [log], timeout=240)
     result = json.loads(out.read_text())
@@ -115,6 +115,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     for name in ("loss", "box_iou"):
         default, mirrored = (result["logs"][run][name][-1] for run in ("default", "mirrored"))
         assert mirrored == pytest.approx(default, rel=1e-3), name
+    assert result["logs"]["default"]["box_iou"][-1] > 0.05  # boxes overlap: a real check
     disagreeing = [name for name, same in result["replicas_agree"].items() if not same]
     assert not disagreeing, f"replicas differ in {disagreeing}"
     assert len(result["replicas_agree"]) == 42  # small_cnn (40) + the head's kernel and bias
@@ -131,7 +132,8 @@ def test_multi_worker_on_loopback_ends_with_identical_weights(tmp_path):
     for index in range(2):
         outs.append(tmp_path / f"worker{index}.json")
         logs.append(tmp_path / f"worker{index}.log")
-        commands.append([sys.executable, str(WORKER), "multi_worker", str(outs[index])])
+        data = str(tmp_path / f"shapes{index}")
+        commands.append([sys.executable, str(WORKER), "multi_worker", str(outs[index]), data])
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         envs.append(child_env(TF_CONFIG=json.dumps(tf_config)))
     with (

@@ -62,7 +62,7 @@ def test_training_logs_to_a_tracking_server(tmp_path, monkeypatch):
                 loss="mse",
             )
             model.fit(
-                shapes_dataset(global_batch),
+                shapes_dataset(str(tmp_path / "shapes"), global_batch),
                 epochs=EPOCHS,
                 verbose=0,
                 callbacks=training.training_callbacks(log_to_mlflow=True),
