@@ -259,9 +259,10 @@ def build_and_compile(
         sync_batch_norm: synchronise batch normalization across replicas when there are
             several (see :func:`synchronize_batch_norm`).
         **compile_kwargs: for ``model.compile`` (optimizer, loss, metrics...); none to
-            skip compiling. A ``keras.optimizers.Optimizer`` made outside the scope
-            cannot update distributed variables, so it is replaced by a fresh copy made
-            from its config inside the scope (the passed object stays unused).
+            skip compiling. An optimizer or metric object made outside the scope has
+            plain variables (an optimizer then fails, a metric counts one worker's
+            batches only), so it is replaced by a fresh copy made from its config inside
+            the scope (the passed object stays unused).
 
     Returns:
         The model; ``model.distribute_strategy`` is ``strategy``.
@@ -282,13 +283,27 @@ def build_and_compile(
         if sync_batch_norm and strategy.num_replicas_in_sync > 1:
             synchronize_batch_norm(model)
         if compile_kwargs:
-            optimizer = compile_kwargs.get("optimizer")
-            if isinstance(
-                optimizer, keras.optimizers.Optimizer
-            ) and not strategy.extended.variable_created_in_scope(optimizer.iterations.value):
-                compile_kwargs["optimizer"] = type(optimizer).from_config(optimizer.get_config())
+            for key in ("optimizer", "metrics", "weighted_metrics"):
+                if key in compile_kwargs:
+                    compile_kwargs[key] = tf.nest.map_structure(
+                        lambda obj: _remade_in_scope(obj, strategy), compile_kwargs[key]
+                    )
             model.compile(**compile_kwargs)
     return model
+
+
+def _remade_in_scope(obj, strategy: tf.distribute.Strategy):
+    """A fresh copy (from its config) of an optimizer or metric whose variables were made
+    outside ``strategy``'s scope; anything else as it is.
+
+    Such variables are not distributed: an optimizer then fails ("Mixing different
+    tf.distribute.Strategy objects") and a metric counts only its own worker's batches.
+    """
+    if not isinstance(obj, keras.optimizers.Optimizer | keras.metrics.Metric):
+        return obj
+    if not obj.variables or strategy.extended.variable_created_in_scope(obj.variables[0].value):
+        return obj
+    return type(obj).from_config(obj.get_config())
 
 
 def scale_loss(loss: tf.Tensor) -> tf.Tensor:

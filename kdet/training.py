@@ -88,8 +88,9 @@ def build_for_strategy(
         strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or a
             ``tf.distribute.Strategy`` (:func:`kdet.distribute.get_strategy`).
         batch_size: examples per replica per step.
-        **compile_kwargs: for ``model.compile`` (an optimizer object is re-created inside
-            the scope, see :func:`kdet.distribute.build_and_compile`).
+        **compile_kwargs: for ``model.compile``; optimizer and metric objects made
+            before the call are re-made inside the scope
+            (:func:`kdet.distribute.build_and_compile`).
 
     Returns:
         ``(model, global_batch_size)``: batch the training pipeline with
