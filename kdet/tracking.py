@@ -6,6 +6,19 @@ artifacts to ``<project>/mlartifacts``, both absolute paths, so runs started by
 ``<project>/.dvc/tmp/exps/``) land in the project's store and are not lost. Runs are
 tagged with the git commit, the DVC stage and experiment, and carry the stage's params.
 
+A tracking server never costs a training run:
+
+- down at the start: :func:`start_run` fails fast, before any work, with a
+  :class:`TrackingUnavailableError` naming the server and the way out;
+- gone mid-run: the logging functions here (and :class:`MetricsCallback`) warn once and
+  from then on write the run's metrics, params and artifacts under
+  ``<project>/mlflow_offline/<run id>/``; training goes on, and :func:`sync_offline`
+  pushes them to the run once the server is back.
+
+While a kdet run is active, MLflow's HTTP client retries twice with a 20 s timeout
+(instead of 7 retries over ~4 minutes per call) unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+or ``MLFLOW_HTTP_REQUEST_TIMEOUT`` are set.
+
 Example:
     >>> with start_run("raccoon", run_name="rcnn", params={"train": {"epochs": 3}}):
     ...     log_metrics({"mAP50": 0.71})
@@ -14,14 +27,39 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import keras
 import mlflow
+import requests
+from mlflow.exceptions import MlflowException
+
+from kdet.errors import KdetError
+
+logger = logging.getLogger(__name__)
 
 _EXPERIMENT_COPY_MARKER = os.path.join(".dvc", "tmp", "exps")
+OFFLINE_FOLDER = "mlflow_offline"
+OFFLINE_LOG = "log.jsonl"
+# What a tracking call raises when the server or the store is unreachable. An
+# MlflowException counts only with one of _UNAVAILABLE_CODES: others (a param logged twice
+# with different values, ...) are mistakes in the caller and are raised.
+_TRACKING_ERRORS = (MlflowException, requests.RequestException, OSError)
+_UNAVAILABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+_RUN_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+# Runs whose tracking failed mid-run: run id -> offline folder.
+_offline_runs: dict[str, Path] = {}
+
+
+class TrackingUnavailableError(KdetError):
+    """The MLflow tracking server cannot be reached (``where`` is its URI)."""
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -50,6 +88,35 @@ def configure(tracking_uri: str | None = None) -> str:
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def check_server(tracking_uri: str | None = None, timeout: float = 5.0) -> None:
+    """Raise :class:`TrackingUnavailableError` unless an ``http(s)`` tracking server answers.
+
+    Asks the server's ``/health`` endpoint once, without MLflow's retries, so a server
+    that is down is reported in seconds. Other URIs (``sqlite:``, ``file:``) pass.
+
+    Example:
+        >>> check_server("sqlite:///mlflow.db")
+        >>> check_server("http://127.0.0.1:1")  # doctest: +SKIP
+        Traceback (most recent call last):
+        kdet.tracking.TrackingUnavailableError: http://127.0.0.1:1: MLflow tracking server ...
+    """
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        problem = None if response.ok else f"/health answered HTTP {response.status_code}"
+    except requests.RequestException as err:
+        problem = f"{type(err).__name__}: {err}"
+    if problem is not None:
+        raise TrackingUnavailableError(
+            uri,
+            f"MLflow tracking server is not reachable ({problem}). Nothing was run. Start "
+            "the server, or unset MLFLOW_TRACKING_URI to log to the local store "
+            f"{default_tracking_uri()}",
+        )
 
 
 def set_experiment(name: str) -> str:
@@ -123,26 +190,208 @@ def start_run(
     tags: Mapping[str, str] | None = None,
     tracking_uri: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start an MLflow run in ``experiment`` with kdet's tags and the flattened params."""
-    configure(tracking_uri)
-    set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, tags={**run_tags(stage), **(tags or {})}) as run:
-        if params:
-            mlflow.log_params(flatten_params(params))
-        yield run
+    """Start an MLflow run in ``experiment`` with kdet's tags and the flattened params.
+
+    Raises:
+        TrackingUnavailableError: an ``http(s)`` tracking server does not answer (checked
+            before the run starts, so no work is lost).
+    """
+    uri = configure(tracking_uri)
+    check_server(uri)
+    with _run_http_settings():
+        set_experiment(experiment)
+        run = mlflow.start_run(run_name=run_name, tags={**run_tags(stage), **(tags or {})})
+        status = "FINISHED"
+        try:
+            if params:
+                log_params(params)
+            yield run
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            _end_run(run.info.run_id, status)
+
+
+def log_params(params: Mapping) -> None:
+    """Log (nested) params flattened with dots: ``{"train": {"lr": 0.1}}`` -> ``train.lr``."""
+    flat = flatten_params(params)
+    _track("params", {"params": flat}, lambda: mlflow.log_params(flat))
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log the numeric entries of ``metrics`` (others are skipped)."""
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    mlflow.log_metrics(numeric, step=step)
+    _track(
+        "metrics",
+        {"metrics": numeric, "step": step, "timestamp": int(time.time() * 1000)},
+        lambda: mlflow.log_metrics(numeric, step=step),
+    )
 
 
 def log_figure(figure, name: str) -> None:
     """Log a matplotlib figure as ``figures/<name>`` (e.g. ``"loss.png"``)."""
-    mlflow.log_figure(figure, f"figures/{name}")
+
+    def offline(folder: Path) -> dict:
+        target = folder / "artifacts" / "figures" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(target)
+        return {"local": str(target.parent), "artifact_path": "figures", "file": name}
+
+    _track("artifact", offline, lambda: mlflow.log_figure(figure, f"figures/{name}"))
 
 
 def log_saved_model(path: str | os.PathLike, artifact_path: str = "saved_model") -> None:
     """Log an exported SavedModel folder as run artifacts."""
-    mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+
+    def offline(folder: Path) -> dict:
+        target = folder / "artifacts" / artifact_path
+        shutil.copytree(path, target, dirs_exist_ok=True)
+        return {"local": str(target), "artifact_path": artifact_path}
+
+    _track("artifacts", offline, lambda: mlflow.log_artifacts(str(path), artifact_path))
+
+
+class MetricsCallback(keras.callbacks.Callback):
+    """Logs the optimizer's config at the start and every epoch's logs to the active run.
+
+    Like ``mlflow.keras.MlflowCallback``, but through :func:`log_metrics`, so a tracking
+    server going away mid-run costs one warning, not the training.
+
+    Example:
+        >>> with start_run("shapes"):  # doctest: +SKIP
+        ...     model.fit(x, y, epochs=5, callbacks=[MetricsCallback()])
+    """
+
+    def on_train_begin(self, logs=None):
+        if self.model.optimizer is None:
+            return
+        config = self.model.optimizer.get_config()
+        try:
+            log_params({"optimizer": {k: v for k, v in config.items() if v is not None}})
+        except MlflowException as err:  # e.g. a second fit in the run with another rate
+            logger.warning("optimizer config not logged again: %s", str(err).splitlines()[0])
+
+    def on_epoch_end(self, epoch, logs=None):
+        log_metrics(logs or {}, step=epoch)
+
+
+def offline_folder(run_id: str) -> Path:
+    """Where a run's tracking goes when its server is gone: ``<project>/mlflow_offline/ID``."""
+    return project_root() / OFFLINE_FOLDER / run_id
+
+
+def sync_offline(folder: str | os.PathLike, tracking_uri: str | None = None) -> int:
+    """Push what a run logged offline to its tracking server, then delete the folder.
+
+    Args:
+        folder: a run's offline folder (named in the warning; see :func:`offline_folder`).
+        tracking_uri: the server (default: as :func:`configure`).
+
+    Returns:
+        The number of entries pushed.
+
+    Example:
+        >>> sync_offline("mlflow_offline/0a1b2c3d")  # doctest: +SKIP
+        12
+    """
+    from mlflow.entities import Metric
+
+    folder = Path(folder)
+    run_id = folder.name
+    client = mlflow.MlflowClient(configure(tracking_uri))
+    lines = (folder / OFFLINE_LOG).read_text().splitlines()
+    for line in lines:
+        entry = json.loads(line)
+        kind = entry["kind"]
+        if kind == "metrics":
+            metrics = [
+                Metric(k, v, entry["timestamp"], entry["step"] or 0)
+                for k, v in entry["metrics"].items()
+            ]
+            client.log_batch(run_id, metrics=metrics)
+        elif kind == "params":
+            for key, value in entry["params"].items():
+                client.log_param(run_id, key, value)
+        elif kind in ("artifact", "artifacts"):
+            client.log_artifacts(run_id, entry["local"], entry["artifact_path"])
+        elif kind == "end":
+            client.set_terminated(run_id, entry["status"])
+    shutil.rmtree(folder)
+    _offline_runs.pop(run_id, None)
+    return len(lines)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _run_http_settings() -> Iterator[None]:
+    """Shorter MLflow HTTP retries while a kdet run is active, unless the user set them."""
+    added = [k for k in _RUN_HTTP_SETTINGS if k not in os.environ]
+    os.environ.update({k: _RUN_HTTP_SETTINGS[k] for k in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _track(kind: str, payload: dict | Callable[[Path], dict], action: Callable[[], object]):
+    """Run the tracking ``action``; if the store fails, note the entry offline instead."""
+    run = mlflow.active_run()
+    if run is None:  # not inside a run: plain MLflow behaviour
+        action()
+        return
+    run_id = run.info.run_id
+    if run_id not in _offline_runs:
+        try:
+            action()
+            return
+        except _TRACKING_ERRORS as err:
+            if not _unavailable(err):
+                raise
+            _go_offline(run_id, err)
+    folder = _offline_runs[run_id]
+    entry = payload(folder) if callable(payload) else payload
+    _append(folder, {"kind": kind, **entry})
+
+
+def _unavailable(error: BaseException) -> bool:
+    return not isinstance(error, MlflowException) or error.error_code in _UNAVAILABLE_CODES
+
+
+def _go_offline(run_id: str, error: BaseException) -> None:
+    folder = offline_folder(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    _offline_runs[run_id] = folder
+    logger.warning(
+        "MLflow tracking at %s failed (%s). Training goes on; run %s now logs to %s. "
+        "Push it later with kdet.tracking.sync_offline(%r).",
+        mlflow.get_tracking_uri(),
+        str(error).splitlines()[0][:300],
+        run_id,
+        folder,
+        str(folder),
+    )
+
+
+def _append(folder: Path, entry: dict) -> None:
+    with open(folder / OFFLINE_LOG, "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def _end_run(run_id: str, status: str) -> None:
+    if run_id not in _offline_runs:
+        try:
+            mlflow.end_run(status)
+            return
+        except _TRACKING_ERRORS as err:  # end_run has left the run already; only the server
+            _go_offline(run_id, err)  # missed the status
+    else:
+        with contextlib.suppress(*_TRACKING_ERRORS):
+            mlflow.end_run(status)  # the server may be back; the offline log has it anyway
+    _append(_offline_runs[run_id], {"kind": "end", "status": status})

@@ -1,4 +1,5 @@
-"""What every training stage shares: precision, seeds, devices, callbacks, loss plots.
+"""What every training stage shares: precision, seeds, devices, callbacks, loss plots,
+and :func:`fit`, a ``model.fit`` that survives interruption.
 
 Every family's training function takes ``strategy="auto"`` (see :mod:`kdet.distribute`)
 and ``batch_size`` per replica, and builds its model through :func:`build_for_strategy`::
@@ -12,26 +13,34 @@ and ``batch_size`` per replica, and builds its model through :func:`build_for_st
             loss={"bounding_box": "mse", "class_label": "categorical_crossentropy"},
         )
         train = build_pipeline(examples, batch_size=global_batch, ...)
-        model.fit(train, ...)
+        fit(model, train, epochs=epochs, checkpoint_dir=...)  # or model.fit(train, ...)
 
 On one device this is the plain build + compile (``global_batch == batch_size``).
 
 Example:
     >>> policy = configure_precision("float32")
     >>> callbacks = training_callbacks(checkpoint_dir=None, log_to_mlflow=False)
+    >>> history = fit(model, train, epochs=30, checkpoint_dir="ckpt")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
-from collections.abc import Callable
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from kdet import distribute
+from kdet.errors import KdetError
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
@@ -133,7 +142,9 @@ def training_callbacks(
             (best weights restored); ``None`` to train all epochs.
         monitor: the logged quantity to watch.
         history_csv: a CSV of per-epoch metrics (DVC plots read it); ``None`` for none.
-        log_to_mlflow: log per-epoch metrics to the active MLflow run.
+        log_to_mlflow: log per-epoch metrics to the active MLflow run (through
+            :class:`kdet.tracking.MetricsCallback`: a tracking server going away mid-run
+            does not stop training).
     """
     callbacks: list[keras.callbacks.Callback] = []
     if checkpoint_dir is not None:
@@ -154,9 +165,9 @@ def training_callbacks(
         Path(history_csv).parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.CSVLogger(str(history_csv)))
     if log_to_mlflow:
-        import mlflow.keras
+        from kdet.tracking import MetricsCallback
 
-        callbacks.append(mlflow.keras.MlflowCallback())
+        callbacks.append(MetricsCallback())
     return callbacks
 
 
@@ -176,3 +187,166 @@ def plot_history(history: dict[str, list[float]], title: str = "training"):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+BACKUP_FOLDER = "backup"
+
+
+class TrainingInterrupted(KdetError):
+    """Training stopped on a signal after saving a checkpoint; ``fit(..., resume=True)``
+    continues from it.
+
+    Attributes:
+        where: the checkpoint folder.
+        epoch: number of epochs completed (the resumed run starts at this epoch).
+        history: the ``keras.callbacks.History`` of the interrupted run.
+    """
+
+    def __init__(self, where, reason, epoch: int = 0, history=None):
+        super().__init__(where, reason)
+        self.epoch = epoch
+        self.history = history
+
+    def __reduce__(self):
+        return (type(self), (self.where, self.reason, self.epoch))
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT/SIGTERM into "finish this epoch, checkpoint, stop".
+
+    The first signal lets the running epoch end (so the checkpoint holds whole epochs and
+    a resumed run repeats nothing), then sets ``model.stop_training``. A second signal
+    restores the previous handler and delivers the signal again, aborting at once (the
+    last end-of-epoch checkpoint stays). Handlers are installed for the duration of
+    ``fit`` only, and only in the main thread (Python allows no other).
+
+    Example:
+        >>> stopper = StopOnSignal()
+        >>> model.fit(x, y, epochs=100, callbacks=[stopper])  # doctest: +SKIP
+        >>> stopper.received  # doctest: +SKIP
+        2
+    """
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
+        super().__init__()
+        self.signals = tuple(signals)
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            logger.warning(
+                "%s received: finishing the current epoch, then saving a checkpoint "
+                "(send it again to abort now)",
+                signal.Signals(signum).name,
+            )
+            return
+        self.restore()
+        signal.raise_signal(signum)
+
+    def restore(self):
+        """Put back the signal handlers that were installed before training."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_begin(self, logs=None):
+        self.received = None
+        if threading.current_thread() is not threading.main_thread():
+            logger.warning("fit runs outside the main thread: SIGINT/SIGTERM are not handled")
+            return
+        for signum in self.signals:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.received is not None:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.restore()
+
+
+def fit(
+    model: keras.Model,
+    x=None,
+    y=None,
+    *,
+    epochs: int,
+    checkpoint_dir: str | os.PathLike,
+    resume: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+    **fit_kwargs,
+) -> keras.callbacks.History:
+    """``model.fit`` that checkpoints every epoch and resumes after an interruption.
+
+    The training state (weights, optimizer state, epoch) is backed up at the end of every
+    epoch in ``checkpoint_dir/backup`` by ``keras.callbacks.BackupAndRestore`` (keeping
+    the previous backup too, in case a kill lands during a write). SIGINT or SIGTERM
+    stops training after the current epoch (see :class:`StopOnSignal`) and raises
+    :class:`TrainingInterrupted`, so a script or DVC stage exits non-zero instead of
+    recording a half-trained model. Run the same call again with ``resume=True`` and
+    training continues at the first epoch not completed; a completed run deletes the
+    backup. With ``resume=False`` an old backup is deleted and training starts over.
+
+    Resuming restores the model and optimizer but not the data order or the state of
+    other callbacks; ``CSVLogger`` callbacks are switched to append so the history file
+    keeps the earlier epochs.
+
+    Args:
+        model: a built and compiled Keras model.
+        x: training data (as for ``model.fit``).
+        y: targets, when ``x`` holds inputs only.
+        epochs: total number of epochs, counting those done before an interruption.
+        checkpoint_dir: folder of the run's checkpoints; the backup goes in
+            ``checkpoint_dir/backup``.
+        resume: continue from an existing backup (``False``: start over).
+        callbacks: further Keras callbacks (e.g. :func:`training_callbacks`).
+        signals: signals that stop training gracefully (empty: none).
+        **fit_kwargs: other ``model.fit`` arguments (``validation_data``, ...).
+
+    Returns:
+        The ``History`` of this call; ``history.epoch[0]`` is the epoch it started at.
+
+    Raises:
+        TrainingInterrupted: a signal stopped training before the last epoch.
+
+    Example:
+        >>> history = fit(model, train_ds, epochs=20, checkpoint_dir="data/models/r1/ckpt")
+        ... # doctest: +SKIP
+        >>> history.epoch[0]  # 0, or the first epoch not done by an interrupted run
+        ... # doctest: +SKIP
+    """
+    backup_dir = Path(checkpoint_dir) / BACKUP_FOLDER
+    if not resume and backup_dir.exists():
+        shutil.rmtree(backup_dir)
+    resuming = backup_dir.exists()
+    if resuming:
+        logger.warning("resuming training from the checkpoint in %s", backup_dir)
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if resuming and isinstance(callback, keras.callbacks.CSVLogger):
+            callback.append = True
+    backup = keras.callbacks.BackupAndRestore(
+        str(backup_dir), double_checkpoint=True, delete_checkpoint=False
+    )
+    stopper = StopOnSignal(signals)
+    try:
+        history = model.fit(
+            x, y, epochs=epochs, callbacks=[backup, *callbacks, stopper], **fit_kwargs
+        )
+    finally:  # Keras skips on_train_end when fit raises
+        stopper.restore()
+    done = history.epoch[-1] + 1 if history.epoch else epochs
+    if stopper.received is not None and done < epochs:
+        name = signal.Signals(stopper.received).name
+        raise TrainingInterrupted(
+            backup_dir,
+            f"{name} stopped training after epoch {done} of {epochs}; "
+            "run again with resume=True to continue",
+            epoch=done,
+            history=history,
+        )
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return history

@@ -46,7 +46,8 @@ def test_plain_tensorflow_process_reads_jpeg_and_uint8(exported, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "payload,message", [(b"", "image_bytes is empty"), (b"not an image", "Unknown image file")]
+    "payload,message",
+    [(b"", "image_bytes is empty"), (b"not an image", "not a JPEG, PNG, GIF or BMP image")],
 )
 def test_bad_bytes_get_a_clear_error(exported, payload, message):
     served = tf.saved_model.load(str(exported))

@@ -14,6 +14,8 @@ Example:
 
 import tensorflow as tf
 
+from kdet.export import MAX_PIXELS, declared_size
+
 # Leading bytes of the formats tf.io.decode_image reads (WebP is checked separately:
 # "RIFF" + 4 size bytes + "WEBP").
 _SIGNATURES = (
@@ -64,9 +66,11 @@ def decode_image(contents: tf.Tensor, filename: tf.Tensor | str) -> tf.Tensor:
         ``tf.uint8`` tensor of shape ``(H, W, 3)``.
 
     Raises:
-        tf.errors.InvalidArgumentError: ``"<filename>: empty file"`` or
-            ``"<filename>: not a JPEG, PNG, GIF, BMP or WebP image"`` (when run eagerly or
-            when the tf.data element is produced).
+        tf.errors.InvalidArgumentError: ``"<filename>: empty file"``,
+            ``"<filename>: not a JPEG, PNG, GIF, BMP or WebP image"`` or
+            ``"<filename>: image too large ..."`` (a header declaring more than
+            ``kdet.export.MAX_PIXELS`` pixels) (when run eagerly or when the tf.data element
+            is produced).
 
     Example:
         >>> png = tf.io.encode_png(tf.zeros((4, 6, 1), tf.uint8))
@@ -81,6 +85,11 @@ def decode_image(contents: tf.Tensor, filename: tf.Tensor | str) -> tf.Tensor:
         tf.debugging.Assert(
             has_image_signature(contents),
             [tf.strings.join([filename, ": not a JPEG, PNG, GIF, BMP or WebP image"])],
+        ),
+        # A decompression bomb is stopped before decoding allocates its memory.
+        tf.debugging.Assert(
+            tf.reduce_prod(declared_size(contents)) <= MAX_PIXELS,
+            [tf.strings.join([filename, f": image too large (more than {MAX_PIXELS} pixels)"])],
         ),
     ]
     with tf.control_dependencies(checks):

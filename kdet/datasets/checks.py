@@ -26,6 +26,9 @@ from kdet.errors import AnnotationError, ImageError
 logger = logging.getLogger(__name__)
 
 ON_INVALID_CHOICES = ("skip", "raise")
+# Pillow's names of the formats tf.io.decode_image reads (MPO: a camera JPEG with previews).
+TF_DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
+_EXIF_ORIENTATION = 0x0112
 
 
 def check_on_invalid(on_invalid: str) -> None:
@@ -37,11 +40,16 @@ def check_on_invalid(on_invalid: str) -> None:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header.
+    """``(width, height)`` of an image file that the input pipeline can decode.
 
+    The whole file is decoded once (Pillow), so a truncated or corrupt image stops the
+    fetch here, naming the file, instead of failing an epoch later inside TensorFlow.
+    The format must be one ``tf.io.decode_image`` reads (JPEG, PNG, GIF, BMP, WebP);
+    grayscale, alpha, 16-bit and CMYK images are fine (decoded to 8-bit RGB later).
     The size is the stored pixel grid (what ``tf.io.decode_image`` returns), not the
-    EXIF-rotated view. A file that is not an image, or declares a decompression-bomb
-    size, raises :class:`~kdet.errors.ImageError` naming it.
+    EXIF-rotated view: a file with an EXIF rotation gets a logged note saying so.
+    A file that is not an image, or declares a decompression-bomb size (more than
+    ``PIL.Image.MAX_IMAGE_PIXELS``), raises :class:`~kdet.errors.ImageError` naming it.
 
     Example:
         >>> image_size("raccoon-1.jpg")  # doctest: +SKIP
@@ -52,16 +60,33 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
+                image_format = image.format
+                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+                image.load()
     except FileNotFoundError:
         raise ImageError(path, "image file is missing") from None
     except (UnidentifiedImageError, Image.DecompressionBombWarning) as err:
         raise ImageError(path, f"not a decodable image ({err})") from None
     except Image.DecompressionBombError as err:
         raise ImageError(path, f"image too large ({err})") from None
-    except OSError as err:
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageError(path, f"cannot read image ({err})") from None
+    if image_format not in TF_DECODABLE_FORMATS:
+        raise ImageError(
+            path,
+            f"{image_format} images cannot be decoded by TensorFlow; convert it to JPEG or PNG",
+        )
     if width < 1 or height < 1:
         raise ImageError(path, f"image has an empty size {width}x{height}")
+    if orientation != 1:
+        logger.warning(
+            "%s: EXIF orientation %s is ignored; the image and its boxes are used as stored "
+            "(%dx%d, not rotated)",
+            path,
+            orientation,
+            width,
+            height,
+        )
     return width, height
 
 

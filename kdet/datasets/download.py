@@ -9,7 +9,7 @@ Every dataset source fetches through this module:
   runs a verifier and only then renames the file to ``DEST``. A file under its final
   name is therefore always complete and verified.
 - ``iter_lines`` streams a large text file line by line (resuming too) without storing it.
-- ``extract`` unpacks zip and tar archives into a temporary folder next to the
+- ``extract`` unpacks zip and tar archives into a temporary folder inside the
   destination after checking every member, then moves the result into place.
 
 Example:
@@ -52,6 +52,8 @@ _CHUNK = 1 << 16
 # Statuses worth another try: the server or something in between may recover.
 _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_STAGING_PREFIX = ".kdet-extract-"
+_STAGING_SUFFIX = ".partial"
 _COMPRESSED_TAR_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 _TAR_READ_ERRORS = (
     tarfile.TarError,
@@ -288,10 +290,13 @@ def extract(
     The format is detected from the content, not the name. Every member is checked
     before anything is written: absolute paths, ``..`` escapes, links pointing outside
     ``dest`` and device files are rejected (for tar by ``tarfile.data_filter``). The
-    archive is unpacked into a temporary folder next to ``dest`` and then moved in:
-    a missing ``dest`` appears in one rename; into an existing ``dest`` each new
-    top-level entry appears in one rename and existing files of the same name are
-    replaced, so an interrupted extraction never leaves a partial file under its name.
+    archive is unpacked into a hidden temporary folder inside ``dest``
+    (``.kdet-extract-*.partial``; nothing is written outside ``dest``) and then moved
+    in: each new top-level entry appears in one rename and existing files of the same
+    name are replaced, so an interrupted extraction never leaves a partial file under
+    its name. A failed extraction removes the staging folder, and ``dest`` too when it
+    did not exist before; staging folders left by a killed process are removed by the
+    next extraction into the same ``dest``.
     Symbolic links stored in a zip are not created (zipfile cannot); they are skipped
     with a warning.
 
@@ -314,20 +319,25 @@ def extract(
     """
     archive, dest = Path(archive), Path(dest)
     kind = _archive_kind(archive)
-    if dest.exists() and not dest.is_dir():
+    if os.path.lexists(dest) and not _is_real_dir(dest):
         raise ArchiveError(archive, f"destination exists and is not a folder: {dest}")
-    parent = dest.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    for stale in dest.glob(f"{_STAGING_PREFIX}*{_STAGING_SUFFIX}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, suffix=_STAGING_SUFFIX, dir=dest))
     try:
         if kind == "zip":
             names = _extract_zip(archive, staging, members)
         else:
             names = _extract_tar(archive, staging, members)
-        staging.chmod(0o755)
         _move_into(staging, dest)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return [dest / name for name in names]
 
 

@@ -26,8 +26,11 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from kdet.data.decode import read_image
 from kdet.datasets.records import RECORDS_FILE, RecordSet
 from kdet.errors import AnnotationError, ImageError
+
+_JPEG_OR_PNG = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 
 class KdetDetectionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -102,11 +105,14 @@ class KdetDetectionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
             # Decoding once here turns a bad image into an error naming it now, instead
             # of an anonymous decode error when the prepared dataset is read.
             try:
-                shape = tf.io.decode_image(
-                    tf.io.read_file(str(path)), channels=3, expand_animations=False
-                ).shape
+                pixels = read_image(str(path))  # refuses decompression bombs too
             except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
                 raise ImageError(path, f"cannot decode image ({err.message})") from None
+            shape = pixels.shape
+            # TFDS stores JPEG and PNG files as they are; other formats (a GIF would be
+            # read back with a frame axis) are stored as the decoded RGB pixels.
+            with open(path, "rb") as file:
+                stored_as_is = file.read(8).startswith(_JPEG_OR_PNG)
             if (shape[0], shape[1]) != (record.height, record.width):
                 raise AnnotationError(
                     path,
@@ -125,7 +131,7 @@ class KdetDetectionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
             yield (
                 record.image,
                 {
-                    "image": str(path),
+                    "image": str(path) if stored_as_is else pixels.numpy(),
                     "image/filename": record.image,
                     "objects": {"bbox": bboxes, "label": record.classes_array()},
                 },
