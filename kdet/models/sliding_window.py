@@ -64,6 +64,7 @@ def pyramid_windows(
     levels = tf.TensorArray(
         tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None, 4]
     )
+    levels = levels.write(0, tf.zeros((0, 4)))  # so an image smaller than a window concats
     for level in tf.range(num_levels):
         factor = base * tf.pow(scale, tf.cast(level, tf.float32))
         level_h, level_w = height / factor, width / factor
@@ -72,7 +73,7 @@ def pyramid_windows(
         y, x = tf.meshgrid(ys, xs, indexing="ij")
         x, y = tf.reshape(x, [-1]), tf.reshape(y, [-1])
         boxes = tf.stack([x, y, x + window_w, y + window_h], axis=-1) * factor
-        levels = levels.write(level, boxes)
+        levels = levels.write(level + 1, boxes)
     return levels.concat()
 
 

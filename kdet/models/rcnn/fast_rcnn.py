@@ -49,13 +49,25 @@ class RoIAlign(keras.layers.Layer):
         batch = tf.shape(rois)[0]
         num_rois = tf.shape(rois)[1]
         x1, y1, x2, y2 = tf.unstack(tf.reshape(tf.cast(rois, tf.float32), (-1, 4)), axis=-1)
-        # crop_and_resize samples normalised v at v * (size - 1); features of a region
-        # [x1, x2) of the image lie at cells x1 * w - 0.5 .. x2 * w - 0.5.
         height = tf.cast(tf.shape(feature_map)[1], tf.float32)
         width = tf.cast(tf.shape(feature_map)[2], tf.float32)
-        ny = lambda v: (v * height - 0.5) / tf.maximum(height - 1.0, 1.0)  # noqa: E731
-        nx = lambda v: (v * width - 0.5) / tf.maximum(width - 1.0, 1.0)  # noqa: E731
-        boxes = tf.stack([ny(y1), nx(x1), ny(y2), nx(x2)], axis=-1)
+        bins = float(self.pool_size)
+
+        def centres(start, stop, size):
+            # RoIAlign samples each bin at its centre. Feature cell i covers [i, i + 1) of
+            # the region scaled to the map, its value sits at i + 0.5; crop_and_resize
+            # samples from the normalised first to last point, at v * (size - 1).
+            start, stop = start * size, stop * size
+            first = start + 0.5 * (stop - start) / bins - 0.5
+            last = start + (bins - 0.5) * (stop - start) / bins - 0.5
+            scale = tf.maximum(size - 1.0, 1.0)
+            return tf.clip_by_value(first / scale, 0.0, 1.0), tf.clip_by_value(
+                last / scale, 0.0, 1.0
+            )
+
+        top, bottom = centres(y1, y2, height)
+        left, right = centres(x1, x2, width)
+        boxes = tf.stack([top, left, bottom, right], axis=-1)
         indices = tf.repeat(tf.range(batch), num_rois)
         pooled = tf.image.crop_and_resize(
             tf.cast(feature_map, tf.float32), boxes, indices, (self.pool_size, self.pool_size)

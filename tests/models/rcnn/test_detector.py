@@ -46,7 +46,7 @@ def test_nms_is_class_wise_and_thresholded():
     assert out["classes"].numpy().tolist() == [0, 1]
 
 
-def _brightness_classifier(size):
+def _brightness_classifier(size):  # see tests/models/test_sliding_window.py
     """A fixed classifier: the brighter the crop, the likelier it is an object."""
     import keras
 
@@ -56,12 +56,12 @@ def _brightness_classifier(size):
     outputs = keras.layers.Dense(2, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
     model.layers[2].set_weights([np.ones((3, 1)) / 3])
-    model.layers[3].set_weights([np.array([[-0.2, 0.2]]), np.array([25.0, -25.0])])
+    model.layers[3].set_weights([np.array([[-0.01, 0.01]]), np.array([1.0, -1.0])])
     return model
 
 
 def test_detector_keeps_the_best_proposal():
-    detector = RCNNDetector(_brightness_classifier(16), score_threshold=0.5, iou_threshold=0.3)
+    detector = RCNNDetector(_brightness_classifier(16), score_threshold=0.8, iou_threshold=0.3)
     out = detector(square_image(), PROPOSALS)
     # Proposals fully on the square score highest; NMS keeps one of them.
     assert out["boxes"].shape == (1, 4)
