@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kdet.bounding_box import non_max_suppression
+
 
 def normalised_crop_boxes(boxes: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:
     """xyxy pixel boxes -> ``crop_and_resize``'s normalised ``[y1, x1, y2, x2]``.
@@ -110,34 +112,34 @@ def select_detections(
     iou_threshold: float,
     max_detections: int,
 ) -> dict[str, tf.Tensor]:
-    """Score threshold and class-wise non-max suppression.
+    """Label each region with its best class, threshold, then class-wise NMS.
 
     Args:
-        boxes: ``(N, 4)`` xyxy boxes, one per region (shared by all classes).
+        boxes: ``(N, 4)`` xyxy boxes, one per region.
         class_scores: ``(N, C)`` score of each region for each object class (no
             background column).
+        score_threshold: regions whose best score is not above this are dropped.
+        iou_threshold, max_detections: see :func:`kdet.bounding_box.non_max_suppression`.
 
     Returns:
         ``{"boxes": (M, 4), "scores": (M,), "classes": (M,) int32}``, best first.
     """
     boxes = tf.reshape(tf.cast(boxes, tf.float32), (-1, 4))
     class_scores = tf.cast(class_scores, tf.float32)
-    # combined_non_max_suppression suppresses within each class; IoU does not depend on
-    # the coordinate order, so xyxy boxes go in as they are (clip_boxes=False).
-    nms_boxes, nms_scores, nms_classes, valid = tf.image.combined_non_max_suppression(
-        boxes[tf.newaxis, :, tf.newaxis, :],
-        class_scores[tf.newaxis],
-        max_output_size_per_class=max_detections,
-        max_total_size=max_detections,
+    kept = non_max_suppression(
+        boxes,
+        tf.reduce_max(class_scores, axis=-1),
+        tf.argmax(class_scores, axis=-1, output_type=tf.int32),
+        bounding_box_format="xyxy",
         iou_threshold=iou_threshold,
         score_threshold=score_threshold,
-        clip_boxes=False,
+        max_detections=max_detections,
     )
-    count = valid[0]
+    count = kept["num_detections"]
     return {
-        "boxes": nms_boxes[0, :count],
-        "scores": nms_scores[0, :count],
-        "classes": tf.cast(nms_classes[0, :count], tf.int32),
+        "boxes": kept["boxes"][:count],
+        "scores": kept["confidence"][:count],
+        "classes": kept["classes"][:count],
     }
 
 

@@ -22,6 +22,7 @@ import dataclasses
 
 import numpy as np
 
+from kdet.bounding_box import compute_iou
 from kdet.datasets.records import RecordSet
 
 BACKGROUND = 0  # label of background crops; object class c gets label c + 1
@@ -45,11 +46,11 @@ class LabelledRegions:
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of two sets of xyxy boxes, ``(len(a), len(b))`` NumPy array."""
-    from keras_cv.bounding_box import compute_iou
-
     if len(boxes_a) == 0 or len(boxes_b) == 0:
         return np.zeros((len(boxes_a), len(boxes_b)), np.float32)
-    return np.asarray(compute_iou(boxes_a, boxes_b, bounding_box_format="xyxy"))
+    return compute_iou(
+        np.asarray(boxes_a, np.float32), np.asarray(boxes_b, np.float32), bounding_box_format="xyxy"
+    )
 
 
 def label_proposals(

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kdet.bounding_box import compute_iou
 from kdet.datasets.records import RecordSet
 from kdet.errors import ImageError
 
@@ -169,8 +170,6 @@ def proposal_recall(
         >>> proposal_recall({"x.jpg": np.array([[0, 0, 4, 5.0]])}, rs)["recall_70"]
         1.0
     """
-    from keras_cv.bounding_box import compute_iou  # TensorFlow only here, not in workers
-
     best = []
     counts = []
     for record in record_set.records:
@@ -182,7 +181,7 @@ def proposal_recall(
         if len(boxes) == 0:
             best.extend([0.0] * len(gt))
             continue
-        iou = np.asarray(compute_iou(gt, boxes, bounding_box_format="xyxy"))
+        iou = compute_iou(gt, boxes.astype(np.float32), bounding_box_format="xyxy")
         best.extend(iou.max(axis=1).tolist())
     best = np.asarray(best)
     recall = {
