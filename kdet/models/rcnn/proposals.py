@@ -130,7 +130,8 @@ def propose_records(
     Returns:
         ``(proposals, timing)``: ``{record.image: (N, 4) xyxy}`` and
         ``{"seconds_per_image": mean search time of one image in one process,
-        "wall_seconds": total wall time, "images": count}``.
+        "wall_seconds": total wall time, "images": count, "seconds": {record.image:
+        search time}}`` (times exclude reading the image).
     """
     paths = [str(record_set.image_path(r)) for r in record_set.records]
     options = {"mode": mode, "max_side": max_side, "max_proposals": max_proposals, "seed": seed}
@@ -149,6 +150,7 @@ def propose_records(
         "seconds_per_image": float(np.mean(seconds)) if seconds else 0.0,
         "wall_seconds": wall,
         "images": len(paths),
+        "seconds": {r.image: s for r, s in zip(record_set.records, seconds, strict=True)},
     }
     return proposals, timing
 
