@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import cv2
 import keras
@@ -72,24 +73,37 @@ def kdet_detect(
     return {key: value.numpy() for key, value in detector(image, proposals).items()}
 
 
-def time_detector(
-    detect, record_set: RecordSet
-) -> tuple[list[dict[str, np.ndarray]], np.ndarray, float, float]:
-    """Run ``detect(image)`` on every image (one warm-up call first).
+def time_detectors(
+    detectors: dict[str, Callable], record_set: RecordSet
+) -> dict[str, dict[str, float]]:
+    """Time every ``detect(image)`` on every image and evaluate each one's detections.
+
+    The detectors take turns image by image (after one warm-up call each), so a load
+    change on a shared machine hits all of them alike.
 
     Returns:
-        ``(detections, per-image milliseconds, mAP50, mAP)``.
+        ``{name: {"latency_ms": mean per-image ms, "mAP50": ..., "mAP": ...}}``.
     """
     images = [read_image(record_set.image_path(r)) for r in record_set.records]
-    detect(images[0])
-    detections, times = [], []
-    for image in images:
-        start = time.perf_counter()
-        detections.append(detect(image))
-        times.append((time.perf_counter() - start) * 1000)
     truth = [{"boxes": r.boxes_array(), "classes": r.classes_array()} for r in record_set.records]
-    result = evaluate_detections(truth, detections, record_set.class_names)
-    return detections, np.asarray(times), result.mAP50, result.mAP
+    for detect in detectors.values():
+        detect(images[0])
+    detections = {name: [] for name in detectors}
+    times = {name: [] for name in detectors}
+    for image in images:
+        for name, detect in detectors.items():
+            start = time.perf_counter()
+            detections[name].append(detect(image))
+            times[name].append((time.perf_counter() - start) * 1000)
+    results = {}
+    for name in detectors:
+        result = evaluate_detections(truth, detections[name], record_set.class_names)
+        results[name] = {
+            "latency_ms": float(np.mean(times[name])),
+            "mAP50": result.mAP50,
+            "mAP": result.mAP,
+        }
+    return results
 
 
 def run_benchmark(
@@ -123,21 +137,18 @@ def run_benchmark(
         "iou_threshold": iou_threshold,
         "max_detections": max_detections,
     }
-    _, times, map50, map_ = time_detector(
-        lambda image: tutorial_detect(
+    detectors = {
+        "tutorial": lambda image: tutorial_detect(
             classifier, image, max_proposals=tutorial_proposals, **common
-        ),
-        record_set,
-    )
-    tutorial = {"latency_ms": float(times.mean()), "mAP50": map50, "mAP": map_}
-    runs = []
-    for setting in kdet_settings:
+        )
+    }
+    for k, setting in enumerate(kdet_settings):
         detector = RCNNDetector(classifier, max_proposals=setting.get("max_proposals"), **common)
         options = {"mode": setting.get("mode", "fast"), "max_side": setting.get("max_side")}
-        _, times, map50, map_ = time_detector(
-            lambda image, d=detector, o=options: kdet_detect(d, image, **o), record_set
-        )
-        runs.append({**setting, "latency_ms": float(times.mean()), "mAP50": map50, "mAP": map_})
+        detectors[f"kdet{k}"] = lambda image, d=detector, o=options: kdet_detect(d, image, **o)
+    timed = time_detectors(detectors, record_set)
+    tutorial = timed["tutorial"]
+    runs = [{**setting, **timed[f"kdet{k}"]} for k, setting in enumerate(kdet_settings)]
     good = [run for run in runs if run["mAP50"] >= tutorial["mAP50"]]
     best = min(good, key=lambda run: run["latency_ms"]) if good else None
     speedup = tutorial["latency_ms"] / best["latency_ms"] if best else None
