@@ -8,7 +8,7 @@ boxes are no longer only as good as the proposals.
 
 Example:
     >>> model = build_fast_rcnn(num_classes=1, backbone="small_cnn", image_size=64)
-    >>> sorted(model.output_shape)
+    >>> sorted(model.output_names)
     ['box_delta', 'class_label']
 """
 
