@@ -2,9 +2,11 @@
 
 Both ways use the classifier trained by ``rcnn_raccoon`` on the 40 raccoon test images,
 timed per image from a decoded image to detections (selective search included, run
-live: the timing is the point). Prints both latencies, the ratio and both mAP@0.5.
-Parameters: ``params.yaml: rcnn.benchmark`` (and the detector thresholds of
-``rcnn.detector``).
+live: the timing is the point). Prints both latencies, the ratio and both mAP@0.5. The
+Fast R-CNN model of ``fast_rcnn_raccoon`` is timed alongside for comparison (its own
+model, so it is not a candidate for the same-classifier ratio). Parameters:
+``params.yaml: rcnn.benchmark`` (and the thresholds of ``rcnn.detector`` and
+``rcnn.fast_rcnn_detector``).
 """
 
 import json
@@ -14,7 +16,8 @@ import dvc.api
 import keras
 
 from kdet.datasets.records import RecordSet
-from kdet.models.rcnn.benchmark import run_benchmark
+from kdet.models.rcnn.benchmark import kdet_detect, run_benchmark
+from kdet.models.rcnn.fast_rcnn import FastRCNNDetector
 
 NAME = "benchmark_rcnn_raccoon"
 
@@ -24,6 +27,11 @@ def main() -> None:
     records = RecordSet.load("data/raw/raccoon").split("test")
     classifier = keras.saving.load_model("data/models/rcnn_raccoon/model.keras")
     detector = params["detector"]
+    fast = FastRCNNDetector(
+        keras.saving.load_model("data/models/fast_rcnn_raccoon/model.keras"),
+        **params["fast_rcnn_detector"],
+    )
+    search = params["benchmark"]["fast_rcnn_search"]
     results = run_benchmark(
         classifier,
         records,
@@ -32,6 +40,7 @@ def main() -> None:
         score_threshold=detector["score_threshold"],
         iou_threshold=detector["iou_threshold"],
         max_detections=detector["max_detections"],
+        others={"fast_rcnn": lambda image: kdet_detect(fast, image, **search)},
     )
     tutorial, best = results["tutorial"], results["best"]
     for run in results["kdet"]:
@@ -47,14 +56,27 @@ def main() -> None:
         )
         metrics.update({f"kdet/{k}": v for k, v in best.items() if v is not None})
         metrics["speedup"] = results["speedup"]
+    fast_run = results["others"]["fast_rcnn"]
+    print(
+        f"Fast R-CNN ({search}): {fast_run['latency_ms']:.1f} ms/image, "
+        f"mAP@0.5 {fast_run['mAP50']:.4f}"
+    )
+    metrics.update({f"fast_rcnn/{k}": v for k, v in fast_run.items()})
     Path("data/metrics").mkdir(parents=True, exist_ok=True)
     Path(f"data/metrics/{NAME}.json").write_text(json.dumps(metrics, indent=2))
     plots = Path(f"data/plots/{NAME}")
     plots.mkdir(parents=True, exist_ok=True)
-    rows = [{"way": "tutorial", **tutorial}] + [
-        {"way": f"kdet {r.get('mode', 'fast')}@{r.get('max_side')}/{r.get('max_proposals')}", **r}
-        for r in results["kdet"]
-    ]
+    rows = (
+        [{"way": "tutorial", **tutorial}]
+        + [
+            {
+                "way": f"kdet {r.get('mode', 'fast')}@{r.get('max_side')}/{r.get('max_proposals')}",
+                **r,
+            }
+            for r in results["kdet"]
+        ]
+        + [{"way": "fast_rcnn", **fast_run}]
+    )
     (plots / "latency.json").write_text(json.dumps(rows, indent=1))
 
 

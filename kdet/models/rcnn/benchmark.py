@@ -115,6 +115,7 @@ def run_benchmark(
     score_threshold: float = 0.5,
     iou_threshold: float = 0.3,
     max_detections: int = 20,
+    others: dict[str, Callable] | None = None,
 ) -> dict:
     """Time the tutorial's way and each kdet setting; pick kdet's fastest setting whose
     mAP@0.5 is at least the tutorial's.
@@ -126,11 +127,13 @@ def run_benchmark(
             ``max_proposals`` (first proposals classified; ``None``: all).
         tutorial_proposals: proposals the tutorial classifies (200).
         score_threshold, iou_threshold, max_detections: the same for both ways.
+        others: more ``detect(image)`` callables timed alongside (e.g. Fast R-CNN, which
+            has its own model and so cannot be the "best" same-classifier setting).
 
     Returns:
         ``{"tutorial": {...}, "kdet": [{...} per setting], "best": {...} or None,
-        "speedup": tutorial ms / best ms or None}``; each entry has ``latency_ms``,
-        ``mAP50``, ``mAP``.
+        "speedup": tutorial ms / best ms or None, "others": {name: {...}}}``; each entry
+        has ``latency_ms``, ``mAP50``, ``mAP``.
     """
     common = {
         "score_threshold": score_threshold,
@@ -146,10 +149,20 @@ def run_benchmark(
         detector = RCNNDetector(classifier, max_proposals=setting.get("max_proposals"), **common)
         options = {"mode": setting.get("mode", "fast"), "max_side": setting.get("max_side")}
         detectors[f"kdet{k}"] = lambda image, d=detector, o=options: kdet_detect(d, image, **o)
-    timed = time_detectors(detectors, record_set)
+    others = others or {}
+    clash = set(others) & set(detectors)
+    if clash:
+        raise ValueError(f"Names taken by the benchmark's own detectors: {sorted(clash)}")
+    timed = time_detectors({**detectors, **others}, record_set)
     tutorial = timed["tutorial"]
     runs = [{**setting, **timed[f"kdet{k}"]} for k, setting in enumerate(kdet_settings)]
     good = [run for run in runs if run["mAP50"] >= tutorial["mAP50"]]
     best = min(good, key=lambda run: run["latency_ms"]) if good else None
     speedup = tutorial["latency_ms"] / best["latency_ms"] if best else None
-    return {"tutorial": tutorial, "kdet": runs, "best": best, "speedup": speedup}
+    return {
+        "tutorial": tutorial,
+        "kdet": runs,
+        "best": best,
+        "speedup": speedup,
+        "others": {name: timed[name] for name in others},
+    }
