@@ -8,6 +8,7 @@ from kdet.models.rcnn.detector import (
     select_detections,
 )
 from tests.models.rcnn.conftest import square_image
+from tests.models.test_sliding_window import brightness_classifier
 
 PROPOSALS = np.array(
     [[16, 20, 44, 52], [0, 0, 64, 64], [10, 10, 30, 30], [40, 40, 63, 60], [17, 21, 45, 50]],
@@ -46,26 +47,12 @@ def test_nms_is_class_wise_and_thresholded():
     assert out["classes"].numpy().tolist() == [0, 1]
 
 
-def _brightness_classifier(size):  # see tests/models/test_sliding_window.py
-    """A fixed classifier: the brighter the crop, the likelier it is an object."""
-    import keras
-
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.GlobalAveragePooling2D()(inputs)
-    x = keras.layers.Dense(1, use_bias=False, trainable=False)(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.layers[2].set_weights([np.ones((3, 1)) / 3])
-    model.layers[3].set_weights([np.array([[-0.01, 0.01]]), np.array([1.0, -1.0])])
-    return model
-
-
 def test_detector_keeps_the_best_proposal():
-    detector = RCNNDetector(_brightness_classifier(16), score_threshold=0.8, iou_threshold=0.3)
+    detector = RCNNDetector(brightness_classifier(16), score_threshold=0.8, iou_threshold=0.3)
     out = detector(square_image(), PROPOSALS)
     # Proposals fully on the square score highest; NMS keeps one of them.
     assert out["boxes"].shape == (1, 4)
     assert out["boxes"].numpy()[0].tolist() in (PROPOSALS[[0, 4]].tolist())
     assert out["classes"].numpy().tolist() == [0]
-    none = RCNNDetector(_brightness_classifier(16), score_threshold=0.5, max_proposals=0)
+    none = RCNNDetector(brightness_classifier(16), score_threshold=0.5, max_proposals=0)
     assert none(square_image(), PROPOSALS)["boxes"].shape == (0, 4)
