@@ -59,11 +59,11 @@ class DetectorServingModule(tf.Module):
         self.trackable = trackable
         self.class_name_table = tf.constant(list(class_names), dtype=tf.string)
 
-    def _serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _serve(self, image: tf.Tensor, *extra_inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         tf.debugging.assert_positive(
             tf.size(image), message="image is empty: expected a (height, width, 3) uint8 image"
         )
-        result = self._detect_fn(image)
+        result = self._detect_fn(image, *extra_inputs)
         classes = tf.cast(result["classes"], tf.int32)
         return {
             "boxes": tf.cast(result["boxes"], tf.float32),
@@ -86,19 +86,73 @@ class DetectorServingModule(tf.Module):
         return self._serve(tf.ensure_shape(image, [None, None, 3]))
 
 
+class ProposalDetectorServingModule(DetectorServingModule):
+    """The serving contract for detectors that also take region proposals per image.
+
+    Proposals (e.g. selective search, which is OpenCV code and cannot run inside a
+    TensorFlow graph) are computed by the caller and passed with the image: both
+    signatures take an extra ``proposals`` input, float32 ``(N, 4)`` ``xyxy`` in the
+    image's pixels; the outputs are those of :class:`DetectorServingModule`.
+
+    Args:
+        detect_fn: ``(uint8 (H, W, 3), float32 (N, 4)) -> {"boxes", "scores", "classes"}``.
+        class_names, trackable: as for :class:`DetectorServingModule`.
+    """
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([], tf.string, name="image_bytes"),
+            tf.TensorSpec([None, 4], tf.float32, name="proposals"),
+        ]
+    )
+    def serve_bytes(self, image_bytes, proposals):
+        """Detections for one encoded image and its proposals."""
+        image_bytes = tf.ensure_shape(image_bytes, [])
+        return self._serve(decode_image_bytes(image_bytes), tf.ensure_shape(proposals, [None, 4]))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+            tf.TensorSpec([None, 4], tf.float32, name="proposals"),
+        ]
+    )
+    def serve_image(self, image, proposals):
+        """Detections for one uint8 image and its proposals."""
+        image = tf.ensure_shape(image, [None, None, 3])
+        return self._serve(image, tf.ensure_shape(proposals, [None, 4]))
+
+
 def export_detector(
     path: str | os.PathLike,
     detect_fn: Callable,
     class_names: Sequence[str],
     trackable=None,
 ) -> str:
-    """Save ``detect_fn`` as a SavedModel with the serving contract; returns the path.
+    """Save ``detect_fn`` as a SavedModel with the serving contract; returns the path."""
+    return _save(DetectorServingModule(detect_fn, class_names, trackable), path)
 
-    The model is written to a hidden ``.NAME.*.partial`` folder beside ``path`` and renamed
-    into place when complete (replacing an older export), so an interrupted export never
-    leaves a half-written SavedModel under ``path``.
+
+def export_proposal_detector(
+    path: str | os.PathLike,
+    detect_fn: Callable,
+    class_names: Sequence[str],
+    trackable=None,
+) -> str:
+    """Save a detector that takes an image *and its proposals* (see
+    :class:`ProposalDetectorServingModule`); returns the path.
+
+    Example:
+        >>> export_proposal_detector("saved_model", rcnn.detect, ["raccoon"], rcnn.classifier)
+        ... # doctest: +SKIP
+        >>> served.signatures["detect_image"](image=image, proposals=boxes)  # doctest: +SKIP
     """
-    module = DetectorServingModule(detect_fn, class_names, trackable)
+    return _save(ProposalDetectorServingModule(detect_fn, class_names, trackable), path)
+
+
+def _save(module: DetectorServingModule, path: str | os.PathLike) -> str:
+    """Write ``module`` to a hidden ``.NAME.*.partial`` folder beside ``path`` and rename it
+    into place when complete (replacing an older export), so an interrupted export never
+    leaves a half-written SavedModel under ``path``."""
     signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
