@@ -1,6 +1,22 @@
 """What every training stage shares: precision, seeds, devices, callbacks, loss plots,
 and :func:`fit`, a ``model.fit`` that survives interruption.
 
+Every family's training function takes ``strategy="auto"`` (see :mod:`kdet.distribute`)
+and ``batch_size`` per replica, and builds its model through :func:`build_for_strategy`::
+
+    def train_my_family(records, *, batch_size=16, strategy="auto", **options):
+        model, global_batch = build_for_strategy(
+            functools.partial(get_model, "my_family", **model_options),
+            strategy=strategy,
+            batch_size=batch_size,
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss={"bounding_box": "mse", "class_label": "categorical_crossentropy"},
+        )
+        train = build_pipeline(examples, batch_size=global_batch, ...)
+        fit(model, train, epochs=epochs, checkpoint_dir=...)  # or model.fit(train, ...)
+
+On one device this is the plain build + compile (``global_batch == batch_size``).
+
 Example:
     >>> policy = configure_precision("float32")
     >>> callbacks = training_callbacks(checkpoint_dir=None, log_to_mlflow=False)
@@ -15,12 +31,13 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from kdet import distribute
 from kdet.errors import KdetError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +79,46 @@ def configure_precision(precision: str = "auto") -> str:
             precision = "float32"
     keras.mixed_precision.set_global_policy(precision)
     return precision
+
+
+def build_for_strategy(
+    build_model: Callable[[], keras.Model],
+    *,
+    strategy: str | tf.distribute.Strategy = "auto",
+    batch_size: int,
+    **compile_kwargs,
+) -> tuple[keras.Model, int]:
+    """Build and compile a model under a ``tf.distribute`` strategy; the training
+    functions' one entry point for their ``strategy=`` argument.
+
+    Args:
+        build_model: returns the model, uncompiled or compiled by itself (it is called
+            inside the strategy's scope).
+        strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy`` (:func:`kdet.distribute.get_strategy`).
+        batch_size: examples per replica per step.
+        **compile_kwargs: for ``model.compile``; optimizer and metric objects made
+            before the call are re-made inside the scope
+            (:func:`kdet.distribute.build_and_compile`).
+
+    Returns:
+        ``(model, global_batch_size)``: batch the training pipeline with
+        ``global_batch_size`` (= ``batch_size`` x replicas) and call ``model.fit``.
+
+    Example:
+        >>> model, global_batch = build_for_strategy(
+        ...     lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
+        ...     strategy="default",
+        ...     batch_size=8,
+        ...     optimizer="sgd",
+        ...     loss="mse",
+        ... )
+        >>> global_batch
+        8
+    """
+    strategy = distribute.get_strategy(strategy)
+    model = distribute.build_and_compile(strategy, build_model, **compile_kwargs)
+    return model, distribute.global_batch_size(batch_size, strategy)
 
 
 def set_seed(seed: int) -> None:

@@ -47,7 +47,7 @@ def test_plain_tensorflow_process_reads_jpeg_and_uint8(exported, tmp_path):
 
 @pytest.mark.parametrize(
     "payload,message",
-    [(b"", "image_bytes is empty"), (b"not an image", "not a JPEG, PNG, GIF or BMP image")],
+    [(b"", "image_bytes: empty file"), (b"not an image", "image_bytes: not a JPEG, PNG, GIF")],
 )
 def test_bad_bytes_get_a_clear_error(exported, payload, message):
     served = tf.saved_model.load(str(exported))

@@ -14,7 +14,66 @@ Example:
 
 import tensorflow as tf
 
-from kdet.export import MAX_PIXELS, declared_size
+# Largest image kdet decodes: Pillow's decompression-bomb limit, which kdet.datasets
+# applies to fetched images too. 89.5 M pixels decode to ~270 MB.
+MAX_PIXELS = 89_478_485
+
+
+def _unsigned(data: tf.Tensor, start: int, length: int, little_endian: bool) -> tf.Tensor:
+    """The unsigned integer stored in ``data[start:start + length]`` (zero-padded), int64."""
+    raw = tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8)
+    raw = tf.cast(tf.pad(raw, [[0, length - tf.shape(raw)[0]]]), tf.int64)
+    weights = [256**i for i in range(length)]
+    weights = tf.constant(weights if little_endian else weights[::-1], tf.int64)
+    return tf.reduce_sum(raw * weights)
+
+
+def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
+    """``[height, width]`` (int64) that encoded image bytes declare, read from the header.
+
+    Nothing is decoded, so a decompression bomb is caught before it allocates memory.
+    TensorFlow reads only JPEG headers (``tf.image.extract_jpeg_shape``); the PNG, GIF
+    and BMP headers are read here from their fixed positions. Unknown formats give
+    ``[0, 0]``.
+
+    Example:
+        >>> declared_size(tf.io.encode_png(tf.zeros((4, 6, 3), tf.uint8))).numpy().tolist()
+        [4, 6]
+    """
+
+    def head(start, length):
+        return tf.strings.substr(image_bytes, start, length)
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(image_bytes)[:2], tf.int64)
+
+    def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
+        return tf.stack(
+            [_unsigned(image_bytes, 20, 4, False), _unsigned(image_bytes, 16, 4, False)]
+        )
+
+    def gif():  # logical screen: width, height as little-endian uint16 at bytes 6 and 8
+        return tf.stack([_unsigned(image_bytes, 8, 2, True), _unsigned(image_bytes, 6, 2, True)])
+
+    def bmp():  # DIB header: width, height as little-endian int32 at 18 and 22 (height < 0:
+        # rows stored top-down)
+        def signed(start):
+            value = _unsigned(image_bytes, start, 4, True)
+            return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+        return tf.stack([signed(22), signed(18)])
+
+    return tf.case(
+        [
+            (tf.equal(head(0, 3), b"\xff\xd8\xff"), jpeg),
+            (tf.equal(head(0, 8), b"\x89PNG\r\n\x1a\n"), png),
+            (tf.logical_or(tf.equal(head(0, 6), b"GIF87a"), tf.equal(head(0, 6), b"GIF89a")), gif),
+            (tf.equal(head(0, 2), b"BM"), bmp),
+        ],
+        default=lambda: tf.zeros([2], tf.int64),
+        exclusive=True,
+    )
+
 
 # Leading bytes of the formats tf.io.decode_image reads (WebP is checked separately:
 # "RIFF" + 4 size bytes + "WEBP").
@@ -69,7 +128,7 @@ def decode_image(contents: tf.Tensor, filename: tf.Tensor | str) -> tf.Tensor:
         tf.errors.InvalidArgumentError: ``"<filename>: empty file"``,
             ``"<filename>: not a JPEG, PNG, GIF, BMP or WebP image"`` or
             ``"<filename>: image too large ..."`` (a header declaring more than
-            ``kdet.export.MAX_PIXELS`` pixels) (when run eagerly or when the tf.data element
+            ``MAX_PIXELS`` pixels) (when run eagerly or when the tf.data element
             is produced).
 
     Example:
@@ -78,22 +137,21 @@ def decode_image(contents: tf.Tensor, filename: tf.Tensor | str) -> tf.Tensor:
         TensorShape([4, 6, 3])
     """
     filename = tf.convert_to_tensor(filename, tf.string)
-    checks = [
-        tf.debugging.Assert(
-            tf.strings.length(contents) > 0, [tf.strings.join([filename, ": empty file"])]
-        ),
-        tf.debugging.Assert(
-            has_image_signature(contents),
-            [tf.strings.join([filename, ": not a JPEG, PNG, GIF, BMP or WebP image"])],
-        ),
+    # Each check runs only after the previous one passed, so an empty file is reported
+    # as empty (not also as "not an image"), whatever order the graph runs ops in.
+    checks = (
+        (lambda: tf.strings.length(contents) > 0, ": empty file"),
+        (lambda: has_image_signature(contents), ": not a JPEG, PNG, GIF, BMP or WebP image"),
         # A decompression bomb is stopped before decoding allocates its memory.
-        tf.debugging.Assert(
-            tf.reduce_prod(declared_size(contents)) <= MAX_PIXELS,
-            [tf.strings.join([filename, f": image too large (more than {MAX_PIXELS} pixels)"])],
+        (
+            lambda: tf.reduce_prod(declared_size(contents)) <= MAX_PIXELS,
+            f": image too large (more than {MAX_PIXELS} pixels)",
         ),
-    ]
-    with tf.control_dependencies(checks):
-        contents = tf.identity(contents)
+    )
+    for condition, problem in checks:
+        check = tf.debugging.Assert(condition(), [tf.strings.join([filename, problem])])
+        with tf.control_dependencies([check]):
+            contents = tf.identity(contents)
     image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape((None, None, 3))
     return image

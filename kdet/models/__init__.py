@@ -8,7 +8,17 @@ Example:
     True
 """
 
+# The model families (rcnn, sliding_window) register their builders when imported.
+from kdet.models import rcnn
 from kdet.models.backbones import build_backbone
 from kdet.models.registry import get_model, list_models, register_model
+from kdet.models.sliding_window import SlidingWindowDetector
 
-__all__ = ["build_backbone", "get_model", "list_models", "register_model"]
+__all__ = [
+    "SlidingWindowDetector",
+    "build_backbone",
+    "get_model",
+    "list_models",
+    "rcnn",
+    "register_model",
+]

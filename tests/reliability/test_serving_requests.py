@@ -9,13 +9,13 @@ from tests.test_export import whole_image_detector
 
 # Undecodable corpus images -> what serving_default answers.
 REJECTED = {
-    "zero_bytes": "image_bytes is empty: expected the bytes of one JPEG, PNG, GIF or BMP",
+    "zero_bytes": "image_bytes: empty file",
     "truncated_jpeg": "Invalid JPEG data",
     "truncated_jpeg_header": "Invalid JPEG data",
-    "text_named_jpg": "is not a JPEG, PNG, GIF or BMP image",
-    "html_named_jpg": "is not a JPEG, PNG, GIF or BMP image",
-    "tiff_named_jpg": "is not a JPEG, PNG, GIF or BMP image",
-    "png_bomb": r"image is too large: more than 89478485 pixels declared.*\[100000 100000\]",
+    "text_named_jpg": "image_bytes: not a JPEG, PNG, GIF, BMP or WebP image",
+    "html_named_jpg": "image_bytes: not a JPEG, PNG, GIF, BMP or WebP image",
+    "tiff_named_jpg": "image_bytes: not a JPEG, PNG, GIF, BMP or WebP image",
+    "png_bomb": r"image_bytes: image too large \(more than 89478485 pixels\)",
 }
 
 
@@ -45,7 +45,7 @@ def test_undecodable_bytes_are_rejected_clearly(served, case):
 
 
 def test_bmp_bomb_is_rejected_before_decoding(served):
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"too large.*\[60000 60000\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes: image too large"):
         served.signatures["serving_default"](image_bytes=tf.constant(corpus.bmp_bomb()))
 
 

@@ -1,0 +1,180 @@
+"""Labelling proposals for training: the R-CNN tutorial's rule and Fast R-CNN's sampler.
+
+R-CNN (:func:`label_proposals`): a proposal is a *positive* of its best ground-truth
+box's class when their IoU is >= 0.7, a *negative* (background) when its IoU with every
+ground-truth box is < 0.05 and it does not lie fully inside one; at most 30 positives
+and 10 negatives per image, taken in proposal order. Fast R-CNN
+(:func:`sample_rois`) samples a fixed number of regions per image with regression
+targets. Both work per image, so a split by image (:func:`split_by_image`) keeps every
+crop of an image on one side.
+
+Example:
+    >>> import numpy as np
+    >>> gt = np.array([[10, 10, 50, 50]], np.float32)
+    >>> props = np.array([[10, 10, 50, 52], [60, 60, 90, 90], [20, 20, 30, 30]], np.float32)
+    >>> label_proposals(props, gt, np.array([0])).labels.tolist()
+    [1, 0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from kdet.bounding_box import compute_iou
+from kdet.datasets.records import RecordSet
+
+BACKGROUND = 0  # label of background crops; object class c gets label c + 1
+
+
+@dataclasses.dataclass
+class LabelledRegions:
+    """Regions of one image chosen for training.
+
+    Attributes:
+        boxes: float32 ``(M, 4)`` xyxy pixels.
+        labels: int32 ``(M,)``; 0 is background, ``c + 1`` is object class ``c``.
+        matched: float32 ``(M, 4)``: the ground-truth box each region was matched to
+            (the region itself for background), for box-regression targets.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    matched: np.ndarray
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of two sets of xyxy boxes, ``(len(a), len(b))`` NumPy array."""
+    if len(boxes_a) == 0 or len(boxes_b) == 0:
+        return np.zeros((len(boxes_a), len(boxes_b)), np.float32)
+    return compute_iou(
+        np.asarray(boxes_a, np.float32), np.asarray(boxes_b, np.float32), bounding_box_format="xyxy"
+    )
+
+
+def label_proposals(
+    proposals: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    *,
+    positive_iou: float = 0.7,
+    negative_iou: float = 0.05,
+    max_positives: int = 30,
+    max_negatives: int = 10,
+) -> LabelledRegions:
+    """The R-CNN tutorial's labelling rule for one image (see the module docstring).
+
+    Args:
+        proposals: ``(N, 4)`` xyxy pixels, in proposal order.
+        gt_boxes: ``(G, 4)`` xyxy pixels.
+        gt_classes: ``(G,)`` class ids.
+        positive_iou: minimum IoU with a ground-truth box for a positive.
+        negative_iou: a negative's IoU with every ground-truth box is below this.
+        max_positives: positives kept per image (the first ones in proposal order).
+        max_negatives: negatives kept per image.
+
+    Returns:
+        :class:`LabelledRegions`, positives first.
+    """
+    proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    gt_classes = np.asarray(gt_classes, np.int32).reshape(-1)
+    if len(gt_boxes):
+        iou = iou_matrix(proposals, gt_boxes)
+        best = iou.argmax(axis=1)
+        best_iou = iou.max(axis=1)
+        inside = (
+            (proposals[:, None, 0] >= gt_boxes[None, :, 0])
+            & (proposals[:, None, 1] >= gt_boxes[None, :, 1])
+            & (proposals[:, None, 2] <= gt_boxes[None, :, 2])
+            & (proposals[:, None, 3] <= gt_boxes[None, :, 3])
+        ).any(axis=1)
+    else:
+        best = np.zeros(len(proposals), np.int64)
+        best_iou = np.zeros(len(proposals), np.float32)
+        inside = np.zeros(len(proposals), bool)
+    positive = np.flatnonzero(best_iou >= positive_iou)[:max_positives]
+    negative = np.flatnonzero((best_iou < negative_iou) & ~inside)[:max_negatives]
+    chosen = np.concatenate([positive, negative])
+    labels = np.concatenate(
+        [gt_classes[best[positive]] + 1, np.full(len(negative), BACKGROUND)]
+    ).astype(np.int32)
+    matched = np.concatenate([gt_boxes[best[positive]].reshape(-1, 4), proposals[negative]]).astype(
+        np.float32
+    )
+    return LabelledRegions(proposals[chosen], labels, matched)
+
+
+def sample_rois(
+    proposals: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    *,
+    rois_per_image: int = 32,
+    positive_fraction: float = 0.25,
+    positive_iou: float = 0.5,
+    negative_iou: float = 0.5,
+    rng: np.random.Generator,
+) -> LabelledRegions:
+    """Fast R-CNN's sampler: a fixed number of regions per image, some positive.
+
+    The ground-truth boxes join the candidates (as in Fast R-CNN), so every image with an
+    object has positives. Positives have IoU >= ``positive_iou`` with a ground-truth box;
+    negatives have IoU < ``negative_iou`` with all of them. Up to
+    ``positive_fraction`` of the regions are distinct positives, the rest negatives
+    (drawn with replacement when there are too few).
+
+    Returns:
+        :class:`LabelledRegions` with exactly ``rois_per_image`` regions.
+    """
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    candidates = np.concatenate([np.asarray(proposals, np.float32).reshape(-1, 4), gt_boxes])
+    if len(gt_boxes):
+        iou = iou_matrix(candidates, gt_boxes)
+        best = iou.argmax(axis=1)
+        best_iou = iou.max(axis=1)
+    else:
+        best = np.zeros(len(candidates), np.int64)
+        best_iou = np.zeros(len(candidates), np.float32)
+    positives = np.flatnonzero(best_iou >= positive_iou)
+    negatives = np.flatnonzero(best_iou < negative_iou)
+    num_pos = min(len(positives), round(rois_per_image * positive_fraction))
+    if len(negatives) == 0:
+        num_pos = rois_per_image if len(positives) else 0
+    if num_pos == 0 and len(negatives) == 0:
+        raise ValueError("sample_rois needs at least one proposal or ground-truth box")
+    pos = rng.choice(positives, num_pos, replace=len(positives) < num_pos) if num_pos else []
+    num_neg = rois_per_image - num_pos
+    neg = rng.choice(negatives, num_neg, replace=len(negatives) < num_neg) if num_neg else []
+    pos = np.asarray(pos, np.int64)
+    neg = np.asarray(neg, np.int64)
+    chosen = np.concatenate([pos, neg])
+    labels = np.concatenate(
+        [np.asarray(gt_classes, np.int32)[best[pos]] + 1, np.full(len(neg), BACKGROUND)]
+    ).astype(np.int32)
+    matched = np.concatenate([gt_boxes[best[pos]].reshape(-1, 4), candidates[neg]])
+    return LabelledRegions(candidates[chosen], labels, matched.astype(np.float32))
+
+
+def split_by_image(
+    record_set: RecordSet, validation_fraction: float, seed: int
+) -> tuple[RecordSet, RecordSet]:
+    """Split images (never crops) into ``(train, validation)`` record sets, seeded.
+
+    Example:
+        >>> from kdet.datasets.records import Record
+        >>> rs = RecordSet("t", ["a"], [Record(f"{i}.jpg", 8, 8, [], []) for i in range(10)])
+        >>> [len(s) for s in split_by_image(rs, 0.2, seed=0)]
+        [8, 2]
+    """
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1). Received: {validation_fraction=}")
+    order = np.random.default_rng(seed).permutation(len(record_set.records))
+    num_val = round(len(order) * validation_fraction)
+    val = sorted(order[:num_val].tolist())
+    train = sorted(order[num_val:].tolist())
+    pick = lambda idx: dataclasses.replace(  # noqa: E731
+        record_set, records=[record_set.records[i] for i in idx]
+    )
+    return pick(train), pick(val)

@@ -1,0 +1,209 @@
+"""Region proposals with OpenCV's selective search, computed once and reused.
+
+Selective search (``cv2.ximgproc.segmentation``, OpenCV contrib) runs on the CPU outside
+any TensorFlow graph. It is slow at full size (seconds per image), so it can search a
+copy of the image shrunk to ``max_side`` pixels on its longest side and scale the boxes
+back, and :func:`propose_records` spreads images over processes. Proposals are saved
+as one ``.npz`` (one array per image) that training, evaluation and benchmarks share.
+
+Example:
+    >>> import numpy as np
+    >>> image = np.zeros((60, 80, 3), np.uint8)
+    >>> image[10:40, 20:50] = 255
+    >>> boxes = selective_search(image, mode="fast", max_side=40)
+    >>> boxes.shape[1], bool((boxes[:, 2] <= 80).all())
+    (4, True)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kdet.bounding_box import compute_iou
+from kdet.datasets.records import RecordSet
+from kdet.errors import ImageError
+
+MODES = ("fast", "quality", "single")
+
+
+def selective_search(
+    image: np.ndarray,
+    *,
+    mode: str = "fast",
+    max_side: int | None = None,
+    max_proposals: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Selective-search proposals for one image.
+
+    Args:
+        image: ``uint8 (H, W, 3)`` image, BGR as ``cv2.imread`` returns it (OpenCV's
+            colour-space strategies assume BGR).
+        mode: ``"fast"``, ``"quality"`` (OpenCV's two strategies) or ``"single"`` (one
+            graph segmentation, the cheapest).
+        max_side: search on a copy shrunk so its longest side is at most this many
+            pixels, then scale the boxes back; ``None`` searches at full size.
+        max_proposals: keep only the first proposals in OpenCV's order; ``None`` keeps all.
+        seed: seeds the random ranking of the proposals, so the same image gives the
+            same proposals in any process.
+
+    Returns:
+        float32 ``(N, 4)`` boxes, absolute-pixel ``xyxy`` in ``image``'s pixels, in
+        OpenCV's order (larger, more object-like regions come first on average).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be uint8 (H, W, 3). Received: shape={image.shape}, dtype={image.dtype}"
+        )
+    height, width = image.shape[:2]
+    factor = 1.0
+    if max_side is not None and max(height, width) > max_side:
+        factor = max_side / max(height, width)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    search.setBaseImage(image)
+    {
+        "fast": search.switchToSelectiveSearchFast,
+        "quality": search.switchToSelectiveSearchQuality,
+        "single": search.switchToSingleStrategy,
+    }[mode]()
+    _seed_c_rand(seed)
+    rects = np.asarray(search.process(), np.float32).reshape(-1, 4)
+    if max_proposals is not None:
+        rects = rects[:max_proposals]
+    boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / factor
+    return np.minimum(boxes, [width, height, width, height]).astype(np.float32)
+
+
+def _seed_c_rand(seed: int) -> None:
+    """Seed C's ``rand()``: OpenCV's selective search ranks regions with ``std::rand``
+    (``cv2.setRNGSeed`` does not reach it), so without this the order of the
+    proposals depends on what the process did before."""
+    ctypes.CDLL(None).srand(ctypes.c_uint(seed))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``uint8 (H, W, 3)`` RGB; raises :class:`ImageError`."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(path, "cannot be read as an image (missing, empty or corrupt)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _search_file(path: str, options: dict) -> tuple[np.ndarray, float]:
+    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(path, "cannot be read as an image (missing, empty or corrupt)")
+    start = time.perf_counter()
+    boxes = selective_search(image, **options)
+    return boxes, time.perf_counter() - start
+
+
+def propose_records(
+    record_set: RecordSet,
+    *,
+    mode: str = "fast",
+    max_side: int | None = None,
+    max_proposals: int | None = None,
+    seed: int = 0,
+    processes: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Selective search over every image of ``record_set``, images in parallel processes.
+
+    Args:
+        record_set: the images (their ``image`` paths key the result).
+        mode, max_side, max_proposals, seed: see :func:`selective_search`.
+        processes: worker processes (default: ``os.cpu_count()``); 1 runs in-process.
+
+    Returns:
+        ``(proposals, timing)``: ``{record.image: (N, 4) xyxy}`` and
+        ``{"seconds_per_image": mean search time of one image in one process,
+        "wall_seconds": total wall time, "images": count, "seconds": {record.image:
+        search time}}`` (times exclude reading the image).
+    """
+    paths = [str(record_set.image_path(r)) for r in record_set.records]
+    options = {"mode": mode, "max_side": max_side, "max_proposals": max_proposals, "seed": seed}
+    work = functools.partial(_search_file, options=options)
+    processes = processes or os.cpu_count() or 1
+    start = time.perf_counter()
+    if processes == 1 or len(paths) <= 1:
+        results = [work(p) for p in paths]
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            results = pool.map(work, paths, chunksize=1)
+    wall = time.perf_counter() - start
+    proposals = {r.image: boxes for r, (boxes, _) in zip(record_set.records, results, strict=True)}
+    seconds = [s for _, s in results]
+    timing = {
+        "seconds_per_image": float(np.mean(seconds)) if seconds else 0.0,
+        "wall_seconds": wall,
+        "images": len(paths),
+        "seconds": {r.image: s for r, s in zip(record_set.records, seconds, strict=True)},
+    }
+    return proposals, timing
+
+
+def proposal_recall(
+    proposals: dict[str, np.ndarray],
+    record_set: RecordSet,
+    iou_thresholds=(0.5, 0.7),
+) -> dict[str, float]:
+    """Share of ground-truth boxes that some proposal overlaps by at least each IoU.
+
+    Returns:
+        ``{"recall_50": ..., "recall_70": ..., "proposals_per_image": ...}`` (keys from
+        the thresholds as percentages).
+
+    Example:
+        >>> from kdet.datasets.records import Record
+        >>> rs = RecordSet("toy", ["a"], [Record("x.jpg", 10, 10, [[0, 0, 4, 4]], [0])])
+        >>> proposal_recall({"x.jpg": np.array([[0, 0, 4, 5.0]])}, rs)["recall_70"]
+        1.0
+    """
+    best = []
+    counts = []
+    for record in record_set.records:
+        boxes = proposals[record.image]
+        counts.append(len(boxes))
+        gt = record.boxes_array()
+        if len(gt) == 0:
+            continue
+        if len(boxes) == 0:
+            best.extend([0.0] * len(gt))
+            continue
+        iou = compute_iou(gt, boxes.astype(np.float32), bounding_box_format="xyxy")
+        best.extend(iou.max(axis=1).tolist())
+    best = np.asarray(best)
+    recall = {
+        f"recall_{round(t * 100)}": float((best >= t).mean()) if best.size else 0.0
+        for t in iou_thresholds
+    }
+    recall["proposals_per_image"] = float(np.mean(counts)) if counts else 0.0
+    return recall
+
+
+def save_proposals(path: str | os.PathLike, proposals: dict[str, np.ndarray]) -> Path:
+    """Write ``{image: (N, 4) xyxy}`` to one ``.npz`` file (keys are the image paths)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **{k: np.asarray(v, np.float32) for k, v in proposals.items()})
+    return path
+
+
+def load_proposals(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read proposals written by :func:`save_proposals` as ``{image: (N, 4) xyxy}``."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

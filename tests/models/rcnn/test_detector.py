@@ -1,0 +1,58 @@
+import numpy as np
+
+from kdet.models.rcnn.classifier import build_rcnn_classifier
+from kdet.models.rcnn.detector import (
+    RCNNDetector,
+    classify_regions,
+    crop_regions,
+    select_detections,
+)
+from tests.models.rcnn.conftest import square_image
+from tests.models.test_sliding_window import brightness_classifier
+
+PROPOSALS = np.array(
+    [[16, 20, 44, 52], [0, 0, 64, 64], [10, 10, 30, 30], [40, 40, 63, 60], [17, 21, 45, 50]],
+    np.float32,
+)
+
+
+def test_crop_of_a_box_matches_slicing_the_image():
+    image = np.random.default_rng(0).integers(0, 255, (40, 50, 3)).astype(np.uint8)
+    crops = crop_regions(image, [[10, 5, 26, 21]], crop_size=16).numpy()
+    np.testing.assert_allclose(crops[0], image[5:21, 10:26], atol=1e-3)  # same size: identity
+
+
+def test_batched_crops_equal_a_loop_over_crops():
+    classifier = build_rcnn_classifier(backbone="small_cnn", input_size=32)
+    image = square_image()
+    batched = classify_regions(classifier, image, PROPOSALS, crop_size=32).numpy()
+    looped = np.concatenate(
+        [classifier(crop_regions(image, box[None], 32), training=False) for box in PROPOSALS]
+    )
+    np.testing.assert_allclose(batched, looped, rtol=1e-4, atol=1e-5)
+    chunked = classify_regions(classifier, image, PROPOSALS, crop_size=32, batch_size=2)
+    np.testing.assert_allclose(chunked.numpy(), batched, rtol=1e-4, atol=1e-5)
+
+
+def test_nms_is_class_wise_and_thresholded():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]])
+    scores = np.array(
+        [[0.9, 0.0], [0.8, 0.0], [0.0, 0.7], [0.2, 0.0]], np.float32
+    )  # box 1 overlaps box 0 (same class); box 2 is the same place but class 1
+    out = select_detections(
+        boxes, scores, score_threshold=0.5, iou_threshold=0.5, max_detections=10
+    )
+    assert out["boxes"].numpy().tolist() == [[0, 0, 10, 10], [0, 0, 10, 10]]
+    np.testing.assert_allclose(out["scores"].numpy(), [0.9, 0.7])
+    assert out["classes"].numpy().tolist() == [0, 1]
+
+
+def test_detector_keeps_the_best_proposal():
+    detector = RCNNDetector(brightness_classifier(16), score_threshold=0.8, iou_threshold=0.3)
+    out = detector(square_image(), PROPOSALS)
+    # Proposals fully on the square score highest; NMS keeps one of them.
+    assert out["boxes"].shape == (1, 4)
+    assert out["boxes"].numpy()[0].tolist() in (PROPOSALS[[0, 4]].tolist())
+    assert out["classes"].numpy().tolist() == [0]
+    none = RCNNDetector(brightness_classifier(16), score_threshold=0.5, max_proposals=0)
+    assert none(square_image(), PROPOSALS)["boxes"].shape == (0, 4)
