@@ -67,7 +67,35 @@ class Family:
         return getattr(self, command).format(dataset=dataset)
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES: dict[str, Family] = {
+    "rcnn": Family(
+        summary="selective-search proposals + CNN classifier + NMS",
+        datasets=("raccoon",),
+        train="rcnn_raccoon",
+        evaluate="rcnn_raccoon",
+        export="rcnn_raccoon",
+        saved_model="data/models/rcnn_raccoon/saved_model",
+        metrics="data/metrics/rcnn_raccoon.json",
+    ),
+    "fast_rcnn": Family(
+        summary="one backbone pass + RoIAlign over selective-search proposals",
+        datasets=("raccoon",),
+        train="fast_rcnn_raccoon",
+        evaluate="fast_rcnn_raccoon",
+        export="fast_rcnn_raccoon",
+        saved_model="data/models/fast_rcnn_raccoon/saved_model",
+        metrics="data/metrics/fast_rcnn_raccoon.json",
+    ),
+    "sliding_window": Family(
+        summary="the R-CNN classifier over an image pyramid of windows + NMS",
+        datasets=("raccoon",),
+        train="rcnn_raccoon",
+        evaluate="sliding_window_raccoon",
+        export="sliding_window_raccoon",
+        saved_model="data/models/sliding_window_raccoon/saved_model",
+        metrics="data/metrics/sliding_window_raccoon.json",
+    ),
+}
 
 
 def get_family(name: str) -> Family:

@@ -38,6 +38,9 @@ CASES = [
         min_detections=1,
         takes_proposals=True,
     ),
+    ContractCase("rcnn", "tests.contract_exporters:export_rcnn", takes_proposals=True),
+    ContractCase("fast_rcnn", "tests.contract_exporters:export_fast_rcnn", takes_proposals=True),
+    ContractCase("sliding_window", "tests.contract_exporters:export_sliding_window"),
 ]
 
 CHECK = textwrap.dedent(

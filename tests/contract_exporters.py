@@ -1,0 +1,43 @@
+"""Tiny untrained models of every family exported through the family's own export code,
+for tests/test_contract.py (``function(path) -> class names``; ``weights=None``, small
+inputs, so each export takes seconds)."""
+
+CLASS_NAMES = ["cat", "dog"]
+
+
+def _rcnn_options():
+    return {"score_threshold": 0.0, "iou_threshold": 0.99}
+
+
+def export_rcnn(path) -> list[str]:
+    from kdet.export import export_proposal_detector
+    from kdet.models import get_model
+    from kdet.models.rcnn.detector import RCNNDetector
+
+    classifier = get_model("rcnn_classifier", backbone="small_cnn", input_size=32)
+    detector = RCNNDetector(classifier, **_rcnn_options())
+    export_proposal_detector(path, detector.detect_eager, ["raccoon"], classifier)
+    return ["raccoon"]
+
+
+def export_fast_rcnn(path) -> list[str]:
+    from kdet.export import export_proposal_detector
+    from kdet.models import get_model
+    from kdet.models.rcnn.fast_rcnn import FastRCNNDetector
+
+    model = get_model("fast_rcnn", backbone="small_cnn", image_size=64, pool_size=3)
+    export_proposal_detector(
+        path, FastRCNNDetector(model, **_rcnn_options()).detect_eager, ["raccoon"], model
+    )
+    return ["raccoon"]
+
+
+def export_sliding_window(path) -> list[str]:
+    from kdet.export import export_detector
+    from kdet.models import get_model
+    from kdet.models.sliding_window import SlidingWindowDetector
+
+    classifier = get_model("rcnn_classifier", backbone="small_cnn", input_size=32)
+    detector = SlidingWindowDetector(classifier, window_size=(32, 32), step=16, **_rcnn_options())
+    export_detector(path, detector.detect_eager, ["raccoon"], classifier)
+    return ["raccoon"]
