@@ -96,14 +96,15 @@ def test_describe_and_help_list_stage_parameters_and_families(toy_project, capsy
     assert "  decoder.iou = 0.5\n  epochs = 1\n" in described
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
-    assert "toy              writes its parameters as metrics (datasets: a, b)" in (
+    assert "  toy              writes its parameters as metrics (datasets: a, b)" in (
         capsys.readouterr().out
     )
 
 
 def test_unknown_family_dataset_or_key_is_a_clear_error(toy_project, capsys):
     assert cli.main(["train", "nope"]) == 1
-    assert "unknown model family 'nope'; available: toy" in capsys.readouterr().err
+    expected = ", ".join(sorted(FAMILIES))
+    assert f"unknown model family 'nope'; available: {expected}" in capsys.readouterr().err
     assert cli.main(["train", "toy", "--dataset", "c"]) == 1
     assert "no stages for dataset 'c'; available: a, b" in capsys.readouterr().err
     assert cli.main(["train", "toy", "--set", "epoch=2"]) == 1
