@@ -10,5 +10,13 @@ Example:
 
 from kdet.models.backbones import build_backbone
 from kdet.models.registry import get_model, list_models, register_model
+from kdet.models.single_box import build_bbox_regressor, build_multiclass_detector
 
-__all__ = ["build_backbone", "get_model", "list_models", "register_model"]
+__all__ = [
+    "build_backbone",
+    "build_bbox_regressor",
+    "build_multiclass_detector",
+    "get_model",
+    "list_models",
+    "register_model",
+]
