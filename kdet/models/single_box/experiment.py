@@ -3,7 +3,7 @@
 :func:`run_training` trains, saves ``model.keras`` and the serving SavedModel, and logs an
 MLflow run (params, per-epoch metrics, loss curves, the SavedModel, the Keras model with a
 signature, registered under a model name). :func:`run_evaluation` scores the saved model
-on the test split, writes the metrics JSON and plot CSVs, and adds the metrics and
+on the test split, writes the metrics JSON and the confusion CSV, and adds the metrics and
 figures to the same MLflow run.
 
 Example:
@@ -75,6 +75,7 @@ def run_training(
     Returns:
         The content of ``run.json``.
     """
+    import matplotlib.pyplot as plt
     import mlflow
     from mlflow.models import infer_signature
 
@@ -92,7 +93,9 @@ def run_training(
         model.save(model_dir / "model.keras")
         saved_model = export_single_box_model(model, model_dir / "saved_model", result.class_names)
         tracking.log_saved_model(saved_model)
-        tracking.log_figure(plot_history(result.history, title=run_name), "loss_curves.png")
+        figure = plot_history(result.history, title=run_name)
+        tracking.log_figure(figure, "loss_curves.png")
+        plt.close(figure)
         tracking.log_metrics({f"train_{k}": v for k, v in result.info.items()})
         example = result.data.images[result.train_rows[:2]].astype(np.float32)
         outputs = {k: np.asarray(v) for k, v in model.predict(example, verbose=0).items()}
@@ -126,12 +129,13 @@ def run_evaluation(
     """Evaluate ``model_dir/model.keras`` on the test split and log to its MLflow run.
 
     Writes ``metrics_path`` (JSON: mean IoU, IoU >= 0.5/0.75 shares, the mean-box
-    baseline's numbers, per class, class accuracy, confusion matrix), and in ``plots_dir``
-    ``confusion.csv`` (``actual,predicted`` per test image) and ``test_iou.csv``.
+    baseline's numbers, per class, class accuracy, confusion matrix) and
+    ``plots_dir/confusion.csv`` (``actual,predicted`` per test image, a DVC plot).
 
     Returns:
         The metrics dict.
     """
+    import matplotlib.pyplot as plt
     import mlflow
 
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)
@@ -162,13 +166,6 @@ def run_evaluation(
         writer.writerow(["actual", "predicted"])
         for true, pred in zip(evaluation.true_classes, evaluation.pred_classes, strict=True):
             writer.writerow([class_names[true], class_names[pred]])
-    with open(plots_dir / "test_iou.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "class", "iou"])
-        for row, cls, iou in zip(
-            evaluation.rows, evaluation.true_classes, evaluation.iou, strict=True
-        ):
-            writer.writerow([records.records[row].image, class_names[cls], f"{iou:.4f}"])
 
     tracking.configure()
     with mlflow.start_run(run_id=info["run_id"]):
@@ -177,9 +174,10 @@ def run_evaluation(
             flat.update({f"{name}_{k}": v for k, v in numbers.items()})
         tracking.log_metrics(flat)
         mlflow.log_dict(metrics, "evaluation/metrics.json")
-        tracking.log_figure(prediction_grid(data, evaluation, class_names), "test_predictions.png")
+        figures = {"test_predictions.png": prediction_grid(data, evaluation, class_names)}
         if len(class_names) > 1:
-            tracking.log_figure(
-                confusion_figure(evaluation.confusion, class_names), "confusion.png"
-            )
+            figures["confusion.png"] = confusion_figure(evaluation.confusion, class_names)
+        for name, figure in figures.items():
+            tracking.log_figure(figure, name)
+            plt.close(figure)
     return metrics
