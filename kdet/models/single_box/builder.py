@@ -17,11 +17,13 @@ Example:
 from collections.abc import Mapping, Sequence
 
 import keras
+import keras_cv
 
+from kdet.metrics.keras_metrics import BoxIoU
 from kdet.models.backbones import build_backbone
 from kdet.models.single_box.layers import BACKBONE_NORMALIZATION, ImageNormalization
 
-BOX_LOSSES = ("mse", "mae", "huber")
+BOX_LOSSES = ("mse", "mae", "huber", "giou")
 
 
 def build_single_box_model(
@@ -52,7 +54,8 @@ def build_single_box_model(
         num_classes: ``None`` for a box head only, else the size of the softmax class head.
         class_units: widths of the class head's hidden ``Dense`` layers.
         class_dropout: dropout after each hidden class layer.
-        box_loss: ``"mse"``, ``"mae"`` or ``"huber"`` on relative ``xyxy`` coordinates.
+        box_loss: ``"mse"``, ``"mae"``, ``"huber"`` on relative ``xyxy`` coordinates, or
+            ``"giou"`` (KerasCV's generalised IoU loss).
         loss_weights: ``{"bounding_box": w, "class_label": w}`` (default 1 and 1).
         learning_rate: Adam's learning rate.
         compile: compile with Adam and the losses.
@@ -108,13 +111,16 @@ def compile_single_box_model(
 ) -> keras.Model:
     """Compile ``model`` (or its head, see :func:`split_at_backbone`) with Adam.
 
-    The class head's loss is sparse categorical cross-entropy on integer class ids and
-    reports ``accuracy``.
+    The box output reports its mean IoU (``iou``); the class head's loss is sparse
+    categorical cross-entropy on integer class ids and reports ``accuracy``.
     """
     outputs = model.output_names
+    if box_loss == "giou":
+        # IoU is unchanged by scaling either axis, so "xyxy" is exact on relative boxes.
+        box_loss = keras_cv.losses.GIoULoss(bounding_box_format="xyxy")
     losses = {"bounding_box": box_loss}
     weights = {"bounding_box": 1.0}
-    metrics = {}
+    metrics = {"bounding_box": [BoxIoU("rel_xyxy", name="iou")]}
     if "class_label" in outputs:
         losses["class_label"] = "sparse_categorical_crossentropy"
         weights["class_label"] = 1.0
@@ -127,7 +133,7 @@ def compile_single_box_model(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=losses,
         loss_weights=weights,
-        metrics=metrics or None,
+        metrics=metrics,
     )
     return model
 

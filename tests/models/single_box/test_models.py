@@ -22,13 +22,15 @@ def test_both_models_are_registered():
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_BOX_MODELS))
-def test_keras_round_trip_keeps_predictions(name, tmp_path):
-    model = small(name)
+@pytest.mark.parametrize("box_loss", ["mse", "giou"])
+def test_keras_round_trip_keeps_predictions(name, box_loss, tmp_path):
+    model = small(name, box_loss=box_loss)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     before = model.predict(images, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     after = loaded.predict(images, verbose=0)
+    assert loaded.get_compile_config() == model.get_compile_config()
     assert sorted(after) == sorted(before)
     for key in before:
         np.testing.assert_allclose(after[key], before[key], rtol=1e-5, atol=1e-6)

@@ -51,7 +51,12 @@ def test_multiclass_training_evaluation_and_figures(toy_records, tmp_path):
     result = train_single_box(
         toy_records,
         model="multiclass_detector",
-        model_options={**TINY, "trainable_blocks": "all", "learning_rate": 1e-3},
+        model_options={
+            **TINY,
+            "trainable_blocks": "all",
+            "learning_rate": 1e-3,
+            "box_loss": "giou",
+        },
         image_size=(64, 64),
         epochs=2,
         batch_size=6,
