@@ -17,13 +17,13 @@ Example:
 from collections.abc import Mapping, Sequence
 
 import keras
-import keras_cv
+import numpy as np
 
 from kdet.metrics.keras_metrics import BoxIoU
 from kdet.models.backbones import build_backbone
 from kdet.models.single_box.layers import BACKBONE_NORMALIZATION, ImageNormalization
 
-BOX_LOSSES = ("mse", "mae", "huber", "giou")
+BOX_LOSSES = ("mse", "mae", "huber")
 
 
 def build_single_box_model(
@@ -54,8 +54,7 @@ def build_single_box_model(
         num_classes: ``None`` for a box head only, else the size of the softmax class head.
         class_units: widths of the class head's hidden ``Dense`` layers.
         class_dropout: dropout after each hidden class layer.
-        box_loss: ``"mse"``, ``"mae"``, ``"huber"`` on relative ``xyxy`` coordinates, or
-            ``"giou"`` (KerasCV's generalised IoU loss).
+        box_loss: ``"mse"``, ``"mae"`` or ``"huber"`` on relative ``xyxy`` coordinates.
         loss_weights: ``{"bounding_box": w, "class_label": w}`` (default 1 and 1).
         learning_rate: Adam's learning rate.
         compile: compile with Adam and the losses.
@@ -115,9 +114,6 @@ def compile_single_box_model(
     categorical cross-entropy on integer class ids and reports ``accuracy``.
     """
     outputs = model.output_names
-    if box_loss == "giou":
-        # IoU is unchanged by scaling either axis, so "xyxy" is exact on relative boxes.
-        box_loss = keras_cv.losses.GIoULoss(bounding_box_format="xyxy")
     losses = {"bounding_box": box_loss}
     weights = {"bounding_box": 1.0}
     metrics = {"bounding_box": [BoxIoU("rel_xyxy", name="iou")]}
@@ -163,3 +159,22 @@ def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     extractor = keras.Model(model.inputs, features, name=f"{model.name}_features")
     head = keras.Model(features, model.output, name=f"{model.name}_head")
     return extractor, head
+
+
+def start_at_box(model: keras.Model, box, seed: int | None = None) -> None:
+    """Make the box head start by predicting ``box`` (relative ``xyxy``), in place.
+
+    The ``bounding_box`` layer's bias becomes the logit of ``box`` and its kernel small
+    (normal, standard deviation 0.01), as detection heads initialise to a prior: training
+    from scratch then starts at the mean-box baseline instead of at random boxes.
+    """
+    layer = model.get_layer("bounding_box")
+    kernel, _ = layer.get_weights()
+    box = np.clip(np.asarray(box, np.float64), 1e-3, 1 - 1e-3)
+    rng = np.random.default_rng(seed)
+    layer.set_weights(
+        [
+            rng.normal(0.0, 0.01, kernel.shape).astype(kernel.dtype),
+            np.log(box / (1.0 - box)).astype(kernel.dtype),
+        ]
+    )

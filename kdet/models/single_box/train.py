@@ -22,7 +22,7 @@ import numpy as np
 
 from kdet.datasets.records import RecordSet
 from kdet.models.registry import get_builder
-from kdet.models.single_box.builder import backbone_layer, split_at_backbone
+from kdet.models.single_box.builder import backbone_layer, split_at_backbone, start_at_box
 from kdet.models.single_box.data import SingleBoxData, load_single_box_data, make_dataset
 from kdet.models.single_box.feature_cache import FeatureCache
 from kdet.training import configure_precision, set_seed, training_callbacks
@@ -78,6 +78,7 @@ def train_single_box(
     augment: bool = False,
     crop: float = 0.5,
     cosine_decay: bool = False,
+    start_at_mean_box: bool = False,
     precision: str = "float32",
     seed: int = 42,
     feature_cache_dir: str | os.PathLike | None = None,
@@ -111,6 +112,8 @@ def train_single_box(
         cosine_decay: lower the learning rate from its initial value to 0 along a half
             cosine over the epochs (helps the last digits of the IoU when training from
             scratch).
+        start_at_mean_box: initialise the box head to predict the training images' mean
+            box (see :func:`~kdet.models.single_box.builder.start_at_box`).
         precision: ``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"`` or
             ``"auto"`` (see :func:`kdet.training.configure_precision`).
         seed: seed of the weights, the validation split, shuffling and augmentation.
@@ -150,6 +153,8 @@ def train_single_box(
         if "num_classes" in inspect.signature(builder).parameters:
             options["num_classes"] = len(class_names)
         net = builder(**options)
+        if start_at_mean_box:
+            start_at_box(net, data.boxes[train_rows].mean(axis=0), seed=seed)
         frozen = not backbone_layer(net).trainable_weights
         use_cache = frozen and not augment and feature_cache_dir is not None
 
