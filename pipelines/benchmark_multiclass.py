@@ -14,7 +14,7 @@ The wall time of each way covers loading, training and predicting the test image
 Without internet both use random (not ImageNet) VGG16 weights, so the metrics show that
 the two ways agree, not what ImageNet features reach.
 
-Usage (defaults: 100 images per class, 8 epochs, about 10 minutes on a 2-core CPU)::
+Usage (defaults: 60 images per class, 10 epochs, about 10 minutes on a 2-core CPU)::
 
     python pipelines/benchmark_multiclass.py [--images-per-class 0 --epochs 20]
 """
@@ -141,8 +141,8 @@ def kdet_way(records, image_size, epochs, batch_size, seed, precision):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", default="data/raw/caltech101")
-    parser.add_argument("--images-per-class", type=int, default=100, help="0: all")
-    parser.add_argument("--epochs", type=int, default=8, help="the tutorial trains 20")
+    parser.add_argument("--images-per-class", type=int, default=60, help="0: all")
+    parser.add_argument("--epochs", type=int, default=10, help="the tutorial trains 20")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--precision", default="mixed_bfloat16", help="of the kdet way")
