@@ -14,7 +14,7 @@ The wall time of each way covers loading, training and predicting the test image
 Without internet both use random (not ImageNet) VGG16 weights, so the metrics show that
 the two ways agree, not what ImageNet features reach.
 
-Usage (defaults: 60 images per class, 10 epochs, about 10 minutes on a 2-core CPU)::
+Usage (defaults: 60 images per class, 10 epochs; about 4.5 minutes here)::
 
     python pipelines/benchmark_multiclass.py [--images-per-class 0 --epochs 20]
 """
