@@ -8,15 +8,18 @@ Example:
     True
 """
 
-# The model families (rcnn, sliding_window) register their builders when imported.
+# The model families register their builders when imported.
 from kdet.models import rcnn
 from kdet.models.backbones import build_backbone
 from kdet.models.registry import get_model, list_models, register_model
+from kdet.models.single_box import build_bbox_regressor, build_multiclass_detector
 from kdet.models.sliding_window import SlidingWindowDetector
 
 __all__ = [
     "SlidingWindowDetector",
     "build_backbone",
+    "build_bbox_regressor",
+    "build_multiclass_detector",
     "get_model",
     "list_models",
     "rcnn",
