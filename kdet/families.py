@@ -68,6 +68,27 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
+    "bbox_regressor": Family(
+        summary="backbone + dense head, one box per image (Caltech-101 airplanes)",
+        datasets=("caltech101",),
+        train="train_bbox_regressor",
+        evaluate="evaluate_bbox_regressor",
+        export="train_bbox_regressor",
+        saved_model="data/models/bbox_regressor/saved_model",
+        metrics="data/metrics/bbox_regressor.json",
+        rank_by="mean_iou",
+        registered_model="caltech101_airplanes",
+    ),
+    "multiclass": Family(
+        summary="backbone + box head + softmax class head (Caltech-101, 3 classes)",
+        datasets=("caltech101",),
+        train="train_multiclass",
+        evaluate="evaluate_multiclass",
+        export="train_multiclass",
+        saved_model="data/models/multiclass/saved_model",
+        metrics="data/metrics/multiclass.json",
+        rank_by="mean_iou",
+    ),
     "rcnn": Family(
         summary="selective-search proposals + CNN classifier + NMS",
         datasets=("raccoon",),

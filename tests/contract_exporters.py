@@ -2,6 +2,8 @@
 for tests/test_contract.py (``function(path) -> class names``; ``weights=None``, small
 inputs, so each export takes seconds)."""
 
+import keras
+
 CLASS_NAMES = ["cat", "dog"]
 
 
@@ -41,3 +43,25 @@ def export_sliding_window(path) -> list[str]:
     detector = SlidingWindowDetector(classifier, window_size=(32, 32), step=16, **_rcnn_options())
     export_detector(path, detector.detect_eager, ["raccoon"], classifier)
     return ["raccoon"]
+
+
+def export_bbox_regressor(path) -> list[str]:
+    from kdet.models import get_model
+    from kdet.models.single_box.serving import export_single_box_model
+
+    keras.utils.set_random_seed(0)
+    model = get_model("bbox_regressor", backbone="small_cnn", image_size=(64, 64))
+    export_single_box_model(model, path, ["airplanes"])
+    return ["airplanes"]
+
+
+def export_multiclass(path) -> list[str]:
+    from kdet.models import get_model
+    from kdet.models.single_box.serving import export_single_box_model
+
+    keras.utils.set_random_seed(0)
+    model = get_model(
+        "multiclass_detector", num_classes=2, backbone="small_cnn", image_size=(64, 64)
+    )
+    export_single_box_model(model, path, CLASS_NAMES)
+    return CLASS_NAMES
