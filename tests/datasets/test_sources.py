@@ -1,0 +1,63 @@
+"""The source registry, and every source fetched from the real mirror (``KDET_MIRROR``)."""
+
+import logging
+import os
+
+import pytest
+
+import kdet.datasets
+from kdet.datasets import SOURCES, fetch
+from kdet.datasets.records import RecordSet
+
+real_mirror = pytest.mark.skipif(
+    not os.environ.get("KDET_MIRROR"),
+    reason="KDET_MIRROR is unset: set it to the dataset mirror (e.g. ../shared/mirror)",
+)
+
+
+def test_registry_names_every_source():
+    assert sorted(SOURCES) == ["caltech101", "open_images", "raccoon", "shapes"]
+    for name, function in SOURCES.items():
+        assert function.__module__ == f"kdet.datasets.{name}"
+
+
+def test_unknown_name_lists_the_choices(tmp_path):
+    with pytest.raises(ValueError, match=r"'coco'. Choices: \['caltech101', 'open_images'"):
+        fetch("coco", tmp_path)
+
+
+def test_fetch_passes_options(tmp_path):
+    records = kdet.datasets.fetch("shapes", tmp_path, num_images=3, image_size=32, seed=4)
+    assert len(records) == 3 and (tmp_path / "records.json").is_file()
+
+
+@real_mirror
+def test_real_raccoon(tmp_path):
+    records = fetch("raccoon", tmp_path, progress=False)
+    assert records.summary() == {"images": 200, "boxes": 217, "classes": {"raccoon": 217}}
+    assert (len(records.split("train")), len(records.split("test"))) == (160, 40)
+    assert RecordSet.load(tmp_path).summary() == records.summary()
+
+
+@real_mirror
+def test_real_caltech101(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="kdet.datasets.checks"):
+        records = fetch("caltech101", tmp_path, progress=False)
+    # The archive holds 800 airplanes; annotation_0118.mat has a zero-height box
+    # [y1, y2] = [38, 38], so that image is skipped (logged) and 799 remain.
+    assert records.summary()["classes"] == {"airplanes": 799, "Faces": 435, "Motorbikes": 798}
+    assert "annotation_0118.mat: box [104.0, 38.0, 126.0, 38.0] is empty" in caplog.text
+    assert "skipped 1 of 2033 images" in caplog.text
+    images = tmp_path / "101_ObjectCategories"
+    assert len(list((images / "airplanes").glob("*.jpg"))) == 800
+    assert sorted(p.name for p in images.iterdir()) == ["Faces", "Motorbikes", "airplanes"]
+
+
+@real_mirror
+def test_real_open_images(tmp_path):
+    records = fetch("open_images", tmp_path, progress=False)
+    assert records.summary() == {
+        "images": 200,
+        "boxes": 374,
+        "classes": {"Person": 346, "Backpack": 28},
+    }
