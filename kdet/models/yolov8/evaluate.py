@@ -20,7 +20,7 @@ from kdet.datasets.records import RecordSet
 from kdet.metrics.detection import evaluate_detections
 from kdet.models.yolov8.builder import image_size_pair
 from kdet.models.yolov8.decode import decode_predictions, make_decoder
-from kdet.models.yolov8.inputs import letterboxed_images
+from kdet.models.yolov8.inputs import boxes_to_original, evaluation_dataset, original_sizes
 
 
 def predict_records(
@@ -43,19 +43,20 @@ def predict_records(
         max_detections=max_detections,
     )
     predictions = []
-    for images, scales in letterboxed_images(record_set, image_size=size, batch_size=batch_size):
-        raw = model(images, training=False)
-        decoded = decode_predictions(model, raw, images, decoder)
+    sizes = original_sizes(record_set)
+    dataset = evaluation_dataset(record_set, image_size=size, batch_size=batch_size)
+    for batch in dataset:
+        images = batch["images"]
+        decoded = decode_predictions(model, model(images, training=False), images, decoder)
         boxes = keras_cv.bounding_box.convert_format(
             decoded["boxes"], source=model.bounding_box_format, target="xyxy", images=images
-        ).numpy()
-        for i, scale in enumerate(scales.numpy()):
+        )
+        for i in range(images.shape[0]):
             count = int(decoded["num_detections"][i])
-            record = record_set.records[len(predictions)]
-            limits = np.array([record.width, record.height] * 2, np.float32)
+            height, width = sizes[len(predictions)]
             predictions.append(
                 {
-                    "boxes": np.clip(boxes[i, :count] / scale, 0.0, limits),
+                    "boxes": boxes_to_original(boxes[i, :count], height, width, size).numpy(),
                     "scores": decoded["confidence"][i, :count].numpy(),
                     "classes": decoded["classes"][i, :count].numpy().astype(int),
                 }

@@ -1,8 +1,9 @@
 """Export a YOLOv8 detector as a SavedModel with kdet's serving contract.
 
-The serving graph letterboxes one image of any size to the model's input size, runs the
-network, decodes boxes and applies NMS with KerasCV's own decoder (all TensorFlow ops), and
-maps boxes back to that image's pixels. See ``kdet.export`` for the signatures.
+The serving graph fits one image of any size into the model's input (aspect ratio kept,
+centred, as in training), runs the network, decodes boxes and applies NMS with KerasCV's
+own decoder (all TensorFlow ops), and maps boxes back to that image's pixels. See
+``kdet.export`` for the signatures.
 
 Example:
     >>> export_yolov8(model, "data/models/shapes_yolov8/saved_model",
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 from kdet.export import export_detector
 from kdet.models.yolov8.decode import decode_predictions, make_decoder
-from kdet.models.yolov8.inputs import letterbox
+from kdet.models.yolov8.inputs import boxes_to_original, fit_to_model
 
 
 def make_detect_fn(model, *, confidence_threshold=None, iou_threshold=None, max_detections=None):
@@ -42,20 +43,16 @@ def make_detect_fn(model, *, confidence_threshold=None, iou_threshold=None, max_
     image_size = tuple(model.input_shape[1:3])
 
     def detect(image):
-        letterboxed, scale = letterbox(image, image_size)
-        images = letterboxed[tf.newaxis]
+        images = fit_to_model(image, image_size)[tf.newaxis]
         raw = model(images, training=False)
         decoded = decode_predictions(model, raw, images, decoder)
         boxes = keras_cv.bounding_box.convert_format(
             decoded["boxes"], source=model.bounding_box_format, target="xyxy", images=images
         )
         count = decoded["num_detections"][0]
-        height = tf.cast(tf.shape(image)[0], tf.float32)
-        width = tf.cast(tf.shape(image)[1], tf.float32)
-        boxes = boxes[0, :count] / scale
-        boxes = tf.clip_by_value(boxes, 0.0, tf.stack([width, height, width, height]))
+        shape = tf.shape(image)
         return {
-            "boxes": boxes,
+            "boxes": boxes_to_original(boxes[0, :count], shape[0], shape[1], image_size),
             "scores": decoded["confidence"][0, :count],
             "classes": tf.cast(decoded["classes"][0, :count], tf.int32),
         }
