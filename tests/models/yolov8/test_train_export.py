@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from kdet.models.yolov8.evaluate import evaluate_yolov8, predict_records
 from kdet.models.yolov8.export import export_yolov8, measure_latency
+from kdet.models.yolov8.figures import prediction_grid
 from kdet.models.yolov8.train import train_yolov8
 
 
@@ -49,6 +50,9 @@ def test_evaluation_reports_every_class_in_original_pixels(trained, tiny_records
     boxes = np.concatenate([p["boxes"] for p in predictions])
     assert len(boxes) > 0
     assert boxes[:, 2].max() <= 80 + 1e-3 and boxes[:, 3].max() <= 48 + 1e-3  # 80x48 images
+    figure = prediction_grid(test, predictions, score_threshold=0.0)
+    assert len(figure.axes) == len(test)
+    assert all(len(axes.patches) >= 2 for axes in figure.axes)  # ground truth drawn
 
 
 @pytest.fixture(scope="module")
