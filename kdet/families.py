@@ -68,6 +68,15 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
+    "yolov8": Family(
+        summary="KerasCV YOLOv8 (GPU when present)",
+        datasets=("raccoon", "shapes"),
+        train="train_yolov8_{dataset}",
+        evaluate="evaluate_yolov8_{dataset}",
+        export="evaluate_yolov8_{dataset}",
+        saved_model="data/models/yolov8_{dataset}/saved_model",
+        metrics="data/metrics/yolov8_{dataset}.json",
+    ),
     "bbox_regressor": Family(
         summary="backbone + dense head, one box per image (Caltech-101 airplanes)",
         datasets=("caltech101",),

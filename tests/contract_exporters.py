@@ -65,3 +65,12 @@ def export_multiclass(path) -> list[str]:
     )
     export_single_box_model(model, path, CLASS_NAMES)
     return CLASS_NAMES
+
+
+def export_yolov8(path) -> list[str]:
+    from kdet.models import get_model
+    from kdet.models.yolov8.export import export_yolov8 as export
+
+    model = get_model("yolov8", num_classes=2, image_size=64, backbone_size="xs")
+    export(model, path, CLASS_NAMES, confidence_threshold=0.0)
+    return CLASS_NAMES

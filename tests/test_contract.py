@@ -47,6 +47,7 @@ CASES = [
     ContractCase("rcnn", "tests.contract_exporters:export_rcnn", takes_proposals=True),
     ContractCase("fast_rcnn", "tests.contract_exporters:export_fast_rcnn", takes_proposals=True),
     ContractCase("sliding_window", "tests.contract_exporters:export_sliding_window"),
+    ContractCase("yolov8", "tests.contract_exporters:export_yolov8"),
     ContractCase(
         "bbox_regressor",
         "tests.contract_exporters:export_bbox_regressor",

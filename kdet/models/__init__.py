@@ -14,12 +14,14 @@ from kdet.models.backbones import build_backbone
 from kdet.models.registry import get_model, list_models, register_model
 from kdet.models.single_box import build_bbox_regressor, build_multiclass_detector
 from kdet.models.sliding_window import SlidingWindowDetector
+from kdet.models.yolov8 import build_yolov8
 
 __all__ = [
     "SlidingWindowDetector",
     "build_backbone",
     "build_bbox_regressor",
     "build_multiclass_detector",
+    "build_yolov8",
     "get_model",
     "list_models",
     "rcnn",

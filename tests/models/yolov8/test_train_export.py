@@ -1,0 +1,119 @@
+"""One tiny training run shared by the training, evaluation and export tests."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdet.models.yolov8.evaluate import evaluate_yolov8, predict_records
+from kdet.models.yolov8.export import export_yolov8, measure_latency
+from kdet.models.yolov8.figures import prediction_grid
+from kdet.models.yolov8.train import train_yolov8
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_records, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("yolo")
+    model, history = train_yolov8(
+        tiny_records.split("train"),
+        tiny_records.split("test"),
+        image_size=64,
+        batch_size=4,
+        epochs=2,
+        precision="float32",
+        history_csv=folder / "history.csv",
+        checkpoint_dir=folder / "checkpoints",
+    )
+    return model, history, folder
+
+
+def test_training_logs_finite_losses_and_throughput(trained):
+    model, history, folder = trained
+    assert len(history["loss"]) == 2 and np.isfinite(history["val_loss"]).all()
+    assert history["box_loss"][-1] > 0 and history["class_loss"][-1] > 0
+    assert all(v > 0 for v in history["images_per_s"])
+    assert (folder / "history.csv").read_text().count("\n") == 3
+    assert (folder / "checkpoints" / "last.keras").exists()
+
+
+def test_evaluation_reports_every_class_in_original_pixels(trained, tiny_records):
+    model, _, _ = trained
+    test = tiny_records.split("test")
+    result, predictions = evaluate_yolov8(model, test, image_size=64)
+    assert len(predictions) == len(test)
+    metrics = result.as_metrics()
+    assert 0.0 <= metrics["mAP50"] <= 1.0 and 0.0 <= metrics["mAP"] <= metrics["mAP50"]
+    assert set(result.class_names) == {"red_square", "green_bar"}  # class 0 kept
+    boxes = np.concatenate([p["boxes"] for p in predictions])
+    assert len(boxes) > 0
+    assert boxes[:, 2].max() <= 80 + 1e-3 and boxes[:, 3].max() <= 48 + 1e-3  # 80x48 images
+    figure = prediction_grid(test, predictions, score_threshold=0.0)
+    assert len(figure.axes) == len(test)
+    assert all(len(axes.patches) >= 2 for axes in figure.axes)  # ground truth drawn
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    model, _, _ = trained
+    path = tmp_path_factory.mktemp("export") / "saved_model"
+    export_yolov8(model, path, ["red_square", "green_bar"], confidence_threshold=0.001)
+    return path
+
+
+def test_saved_model_matches_evaluation_predictions(trained, exported, tiny_records):
+    model, _, _ = trained
+    test = tiny_records.split("test")
+    expected = predict_records(
+        model,
+        test,
+        image_size=64,
+        confidence_threshold=0.001,
+        iou_threshold=model.prediction_decoder.iou_threshold,
+    )[0]
+    image = tf.io.decode_png(tf.io.read_file(str(test.image_path(test.records[0]))))
+    served = tf.saved_model.load(str(exported))
+    out = served.signatures["detect_image"](image=image)
+    count = int(out["num_detections"])
+    assert count == len(expected["scores"]) > 0
+    np.testing.assert_allclose(out["boxes"].numpy(), expected["boxes"], atol=1e-2)
+    np.testing.assert_allclose(out["scores"].numpy(), expected["scores"], atol=1e-4)
+
+
+def test_plain_tensorflow_process_reads_jpeg_bytes(exported, tmp_path):
+    from PIL import Image
+
+    jpeg = tmp_path / "a.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)).save(jpeg)
+    script = textwrap.dedent(
+        f"""
+        import sys, tensorflow as tf
+        served = tf.saved_model.load({str(exported)!r})
+        out = served.signatures["serving_default"](image_bytes=tf.io.read_file({str(jpeg)!r}))
+        n = int(out["num_detections"])
+        assert out["boxes"].shape == (n, 4) and out["scores"].shape == (n,), out
+        assert n > 0
+        boxes = out["boxes"].numpy()
+        assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 130).all()
+        assert (boxes[:, [1, 3]] <= 90).all()
+        assert set(out["class_names"].numpy()) <= {{b"red_square", b"green_bar"}}
+        assert "kdet" not in sys.modules and "keras_cv" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_latency_is_measured(exported):
+    latency = measure_latency(exported, np.zeros((48, 80, 3), np.uint8), warmup=1, repeats=3)
+    assert 0 < latency["latency_ms"] <= latency["latency_p90_ms"]
+
+
+def test_export_rejects_wrong_class_names(trained, tmp_path):
+    model, _, _ = trained
+    with pytest.raises(ValueError, match="class_names has 1 names"):
+        export_yolov8(model, tmp_path / "m", ["only_one"])
