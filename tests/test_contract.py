@@ -28,13 +28,7 @@ class ContractCase:
     export: str
     min_detections: int = 0
     takes_proposals: bool = False
-    known_violation: str | None = None
 
-
-UNORDERED_BOX = (
-    "single-box export returns x1 > x2 or y1 > y2 when the 4 sigmoid outputs are unordered "
-    "(seen on an untrained seed-0 model); kdet/models/single_box/serving.py should order them"
-)
 
 CASES = [
     ContractCase("toy", "tests.toy_detector:export_toy_detector_with_names", min_detections=2),
@@ -52,13 +46,11 @@ CASES = [
         "bbox_regressor",
         "tests.contract_exporters:export_bbox_regressor",
         1,
-        known_violation=UNORDERED_BOX,
     ),
     ContractCase(
         "multiclass",
         "tests.contract_exporters:export_multiclass",
         1,
-        known_violation=UNORDERED_BOX,
     ),
 ]
 
@@ -151,16 +143,7 @@ def verdicts(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(
-            case,
-            id=case.name,
-            marks=[pytest.mark.xfail(strict=True, reason=case.known_violation)]
-            if case.known_violation
-            else [],
-        )
-        for case in CASES
-    ],
+    [pytest.param(case, id=case.name) for case in CASES],
 )
 def test_exported_model_serves_plain_tensorflow(case, verdicts):
     verdict = verdicts[case.name]

@@ -31,7 +31,13 @@ def single_box_detect_fn(model: keras.Model):
         shape = tf.cast(tf.shape(image), tf.float32)
         height, width = shape[0], shape[1]
         outputs = model(resize_image(image, image_size)[tf.newaxis], training=False)
-        relative = tf.cast(outputs["bounding_box"], tf.float32)
+        # The 4 sigmoids are independent, so a badly trained model can put x2 before x1:
+        # the contract promises ordered xyxy corners.
+        x1, y1, x2, y2 = tf.unstack(tf.cast(outputs["bounding_box"], tf.float32), axis=-1)
+        relative = tf.stack(
+            [tf.minimum(x1, x2), tf.minimum(y1, y2), tf.maximum(x1, x2), tf.maximum(y1, y2)],
+            axis=-1,
+        )
         boxes = relative * tf.stack([width, height, width, height])
         if "class_label" in outputs:
             probabilities = tf.cast(outputs["class_label"], tf.float32)
