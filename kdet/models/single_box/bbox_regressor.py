@@ -41,7 +41,7 @@ def build_bbox_regressor(
         image_size: ``(height, width)`` of the input images (values ``0..255``).
         trainable_blocks: backbone blocks that train (``0`` frozen, ``"all"``, or ``k``).
         box_units: hidden widths of the box head.
-        box_loss: ``"mse"``, ``"mae"`` or ``"huber"``.
+        box_loss: ``"mse"``, ``"mae"``, ``"huber"`` or ``"giou"``.
         learning_rate: Adam's learning rate.
         compile: compile the model.
 

@@ -17,13 +17,14 @@ Example:
 from collections.abc import Mapping, Sequence
 
 import keras
+import keras_cv
 import numpy as np
 
 from kdet.metrics.keras_metrics import BoxIoU
 from kdet.models.backbones import build_backbone
 from kdet.models.single_box.layers import BACKBONE_NORMALIZATION, ImageNormalization
 
-BOX_LOSSES = ("mse", "mae", "huber")
+BOX_LOSSES = ("mse", "mae", "huber", "giou")
 
 
 def build_single_box_model(
@@ -54,7 +55,8 @@ def build_single_box_model(
         num_classes: ``None`` for a box head only, else the size of the softmax class head.
         class_units: widths of the class head's hidden ``Dense`` layers.
         class_dropout: dropout after each hidden class layer.
-        box_loss: ``"mse"``, ``"mae"`` or ``"huber"`` on relative ``xyxy`` coordinates.
+        box_loss: ``"mse"``, ``"mae"`` or ``"huber"`` on relative ``xyxy`` coordinates, or
+            ``"giou"`` (KerasCV's generalised-IoU loss, which trains the IoU itself).
         loss_weights: ``{"bounding_box": w, "class_label": w}`` (default 1 and 1).
         learning_rate: Adam's learning rate.
         compile: compile with Adam and the losses.
@@ -114,7 +116,7 @@ def compile_single_box_model(
     categorical cross-entropy on integer class ids and reports ``accuracy``.
     """
     outputs = model.output_names
-    losses = {"bounding_box": box_loss}
+    losses = {"bounding_box": box_loss_function(box_loss)}
     weights = {"bounding_box": 1.0}
     metrics = {"bounding_box": [BoxIoU("rel_xyxy", name="iou")]}
     if "class_label" in outputs:
@@ -132,6 +134,19 @@ def compile_single_box_model(
         metrics=metrics,
     )
     return model
+
+
+def box_loss_function(box_loss: str):
+    """The Keras loss named ``box_loss`` (see :func:`build_single_box_model`).
+
+    GIoU on relative ``xyxy`` boxes equals GIoU in pixels: scaling x and y by the image's
+    width and height scales every area by the same factor, which the ratios cancel.
+    """
+    if box_loss not in BOX_LOSSES:
+        raise ValueError(f"box_loss must be one of {BOX_LOSSES}. Received: {box_loss=}")
+    if box_loss == "giou":
+        return keras_cv.losses.GIoULoss(bounding_box_format="xyxy")
+    return box_loss
 
 
 def backbone_layer(model: keras.Model) -> keras.Model:

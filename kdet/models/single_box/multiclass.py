@@ -50,7 +50,7 @@ def build_multiclass_detector(
         box_units: hidden widths of the box head.
         class_units: hidden widths of the class head.
         class_dropout: dropout after each hidden class layer.
-        box_loss: ``"mse"``, ``"mae"`` or ``"huber"``.
+        box_loss: ``"mse"``, ``"mae"``, ``"huber"`` or ``"giou"``.
         loss_weights: ``{"bounding_box": 1.0, "class_label": 1.0}`` by default.
         learning_rate: Adam's learning rate.
         compile: compile the model.

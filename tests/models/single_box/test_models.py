@@ -4,6 +4,7 @@ import pytest
 
 from kdet.models import get_model, list_models
 from kdet.models.single_box import ImageNormalization, split_at_backbone
+from kdet.models.single_box.builder import box_loss_function
 from kdet.training import configure_precision
 
 SINGLE_BOX_MODELS = {
@@ -22,7 +23,7 @@ def test_both_models_are_registered():
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_BOX_MODELS))
-@pytest.mark.parametrize("box_loss", ["mse", "huber"])
+@pytest.mark.parametrize("box_loss", ["mse", "huber", "giou"])
 def test_keras_round_trip_keeps_predictions(name, box_loss, tmp_path):
     model = small(name, box_loss=box_loss)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
@@ -34,6 +35,21 @@ def test_keras_round_trip_keeps_predictions(name, box_loss, tmp_path):
     assert sorted(after) == sorted(before)
     for key in before:
         np.testing.assert_allclose(after[key], before[key], rtol=1e-5, atol=1e-6)
+
+
+def test_giou_loss_on_relative_boxes_equals_giou_in_pixels():
+    rng = np.random.default_rng(0)
+    corners = np.sort(rng.uniform(0, 1, (2, 8, 2, 2)), axis=-1)  # (truth|pred, box, x|y, 1|2)
+    true, pred = corners.transpose(0, 1, 3, 2).reshape(2, 8, 4).astype("float32")
+    width, height = 640.0, 120.0
+    scale = np.array([width, height, width, height], "float32")
+    loss = box_loss_function("giou")
+    relative = float(loss(true, pred))
+    pixels = float(loss(true * scale, pred * scale))
+    np.testing.assert_allclose(relative, pixels, rtol=1e-5)
+    # 1 - GIoU of identical boxes is 0, of disjoint boxes more than 1.
+    assert float(loss(true, true)) == pytest.approx(0.0, abs=1e-4)
+    assert float(loss([[0, 0, 0.2, 0.2]], [[0.5, 0.5, 0.9, 0.9]])) > 1.0
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_BOX_MODELS))
