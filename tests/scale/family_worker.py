@@ -7,7 +7,8 @@ the replicas, the global batch, optimizer steps, whether every weight is finite 
 whether the two replicas hold the same values; or the error, so one failing family does
 not hide the others.
 
-Cases: the bbox regressor (trained backbone, augmentation), the multi-class model on the
+Cases: the bbox regressor (trained backbone, augmentation, cosine decay; checkpoints and
+history CSV written by the chief), the multi-class model on the
 frozen-backbone feature cache, YOLOv8 with the kdet recipe (AdamW + EMA), the R-CNN
 classifier and Fast R-CNN.
 """
@@ -60,10 +61,25 @@ def single_box(strategy, folder: Path) -> dict:
         batch_size=4,
         augment=True,
         start_at_mean_box=True,
+        cosine_decay=True,
+        checkpoint_dir=folder / "single_box_checkpoints",
+        history_csv=folder / "single_box_history.csv",
         strategy=strategy,
         verbose=0,
     )
-    return report(result.model, strategy, info=result.info, loss=result.history["loss"])
+    return report(
+        result.model,
+        strategy,
+        info=result.info,
+        loss=result.history["loss"],
+        written=sorted(
+            p.name
+            for p in [
+                folder / "single_box_history.csv",
+                *(folder / "single_box_checkpoints").iterdir(),
+            ]
+        ),
+    )
 
 
 def single_box_cache(strategy, folder: Path) -> dict:

@@ -41,9 +41,11 @@ def trained_on_two_replicas(entry: dict, steps: int) -> None:
 
 def test_single_box_trains_on_the_global_batch(mirrored):
     entry = mirrored["single_box"]
-    # 16 training images, 4 per replica: 2 steps of 8.
+    # 14 training images (2 held out for validation), 4 per replica: steps of 8 and 6.
     trained_on_two_replicas(entry, steps=2)
     assert entry["info"]["global_batch_size"] == 8 and entry["info"]["replicas"] == 2
+    # One machine: this process is the chief and writes.
+    assert entry["written"] == ["best.keras", "last.keras", "single_box_history.csv"]
 
 
 def test_single_box_feature_cache_trains_the_head(mirrored):
