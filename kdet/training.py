@@ -132,6 +132,7 @@ def training_callbacks(
     monitor: str = "val_loss",
     history_csv: str | os.PathLike | None = None,
     log_to_mlflow: bool = True,
+    chief: bool = True,
 ) -> list[keras.callbacks.Callback]:
     """Keras callbacks for a training stage.
 
@@ -145,8 +146,13 @@ def training_callbacks(
         log_to_mlflow: log per-epoch metrics to the active MLflow run (through
             :class:`kdet.tracking.MetricsCallback`: a tracking server going away mid-run
             does not stop training).
+        chief: whether this process writes outputs (:func:`kdet.distribute.is_chief`);
+            on the other workers of a multi-worker cluster no checkpoint, CSV or MLflow
+            callback is added (they train along, the chief writes for all).
     """
     callbacks: list[keras.callbacks.Callback] = []
+    if not chief:
+        checkpoint_dir, history_csv, log_to_mlflow = None, None, False
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         callbacks += [

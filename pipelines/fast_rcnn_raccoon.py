@@ -3,7 +3,10 @@
 Same data, proposals and evaluation as ``rcnn_raccoon``; the backbone runs once per
 image and a head classifies and refines every proposal. Exports the detector (image +
 proposals signature) and logs the MLflow run ``fast_rcnn`` in experiment ``raccoon``.
-Parameters: ``params.yaml: rcnn.fast_rcnn``, ``rcnn.fast_rcnn_detector``.
+Parameters: ``params.yaml: rcnn.fast_rcnn``, ``rcnn.fast_rcnn_detector``;
+``rcnn.fast_rcnn.strategy`` picks the ``tf.distribute`` strategy (``batch_size`` is per
+replica). On a non-chief worker of a multi-worker cluster the script trains along and
+writes nothing.
 """
 
 import json
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import dvc.api
 
-from kdet import tracking
+from kdet import distribute, tracking
 from kdet.datasets.records import RecordSet
 from kdet.export import export_proposal_detector
 from kdet.metrics import plot_pr_curves
@@ -30,6 +33,11 @@ def main() -> None:
     records = RecordSet.load("data/raw/raccoon")
     proposals = load_proposals(PROPOSALS / "proposals.npz")
     seconds = json.loads((PROPOSALS / "seconds.json").read_text())
+    train_params = params["fast_rcnn"]
+    train_params = {**train_params, "strategy": distribute.get_strategy(train_params["strategy"])}
+    if not distribute.is_chief(train_params["strategy"]):
+        train_fast_rcnn(records.split("train"), proposals, **train_params)
+        return
     with tracking.start_run("raccoon", run_name="fast_rcnn", params=params, stage=NAME):
         model, info = train_fast_rcnn(
             records.split("train"),
@@ -37,7 +45,7 @@ def main() -> None:
             checkpoint_dir=MODEL_DIR / "checkpoints",
             history_csv=f"data/plots/{NAME}/history.csv",
             log_to_mlflow=True,
-            **params["fast_rcnn"],
+            **train_params,
         )
         model.save(MODEL_DIR / "model.keras")
         tracking.log_figure(plot_history(info["history"], "Fast R-CNN"), "history.png")

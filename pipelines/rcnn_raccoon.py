@@ -5,7 +5,9 @@ evaluates on the 40 test images (mAP50, mAP, PR curve, per-image latency = the s
 selective-search time of the image + the detector call), exports the classifier and
 the detector (image + proposals signature) as SavedModels, and logs one MLflow run
 ``rcnn`` in experiment ``raccoon``. Parameters: ``params.yaml: rcnn.classifier``,
-``rcnn.detector``.
+``rcnn.detector``; ``rcnn.classifier.strategy`` picks the ``tf.distribute`` strategy
+(``batch_size`` is per replica). On a non-chief worker of a multi-worker cluster the
+script trains along and writes nothing.
 """
 
 import json
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import dvc.api
 
-from kdet import tracking
+from kdet import distribute, tracking
 from kdet.datasets.records import RecordSet
 from kdet.export import export_proposal_detector
 from kdet.metrics import plot_pr_curves
@@ -34,6 +36,10 @@ def main() -> None:
     proposals = load_proposals(PROPOSALS / "proposals.npz")
     seconds = json.loads((PROPOSALS / "seconds.json").read_text())
     train_params, detector_params = params["classifier"], params["detector"]
+    train_params = {**train_params, "strategy": distribute.get_strategy(train_params["strategy"])}
+    if not distribute.is_chief(train_params["strategy"]):
+        train_rcnn_classifier(records.split("train"), proposals, **train_params)
+        return
     with tracking.start_run("raccoon", run_name="rcnn", params=params, stage=NAME):
         classifier, info = train_rcnn_classifier(
             records.split("train"),

@@ -4,6 +4,8 @@ Usage: ``python pipelines/train_single_box.py GROUP`` where GROUP is ``bbox_regr
 ``multiclass`` (parameters from ``params.yaml: GROUP.classes/.model/.train``). Reads
 ``data/raw/caltech101``, writes ``data/models/GROUP/`` and ``data/plots/GROUP/history.csv``
 and logs an MLflow run in the ``caltech101`` experiment. Prints ``run.json`` as one line.
+``GROUP.train.strategy`` picks the ``tf.distribute`` strategy (``batch_size`` is per
+replica); a non-chief worker of a multi-worker cluster trains along and writes nothing.
 """
 
 import argparse

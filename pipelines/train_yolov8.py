@@ -3,7 +3,9 @@
 Usage: ``python pipelines/train_yolov8.py NAME`` (parameters: ``params.yaml:
 train_yolov8.NAME``). Writes ``data/models/yolov8_NAME/model.keras``, the per-epoch
 history ``data/plots/yolov8_NAME/history.csv``, ``data/metrics/yolov8_NAME_train.json``
-and starts the MLflow run (experiment NAME) that the evaluation stage completes.
+and starts the MLflow run (experiment NAME) that the evaluation stage completes. The
+``strategy`` parameter picks the ``tf.distribute`` strategy (``batch_size`` is per replica);
+on a non-chief worker of a multi-worker cluster the script trains along and writes nothing.
 """
 
 import argparse
@@ -14,7 +16,7 @@ from pathlib import Path
 import dvc.api
 import mlflow
 
-from kdet import tracking
+from kdet import distribute, tracking
 from kdet.datasets.records import RecordSet
 from kdet.models.yolov8.train import train_yolov8
 from kdet.training import plot_history
@@ -27,6 +29,10 @@ def main() -> None:
     stage = f"train_yolov8_{args.name}"
     params = dvc.api.params_show(stages=stage)["train_yolov8"][args.name]
     records = RecordSet.load(f"data/raw/{args.name}")
+    options = {**params, "strategy": distribute.get_strategy(params["strategy"])}
+    if not distribute.is_chief(options["strategy"]):
+        train_yolov8(records.split("train"), None, **options)
+        return
     model_dir = Path(f"data/models/yolov8_{args.name}")
     plots_dir = Path(f"data/plots/yolov8_{args.name}")
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +46,7 @@ def main() -> None:
             None,
             history_csv=plots_dir / "history.csv",
             log_to_mlflow=True,
-            **params,
+            **options,
         )
         seconds = time.perf_counter() - start
         model.save(model_dir / "model.keras")

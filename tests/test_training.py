@@ -46,3 +46,15 @@ def test_callbacks_checkpoint_early_stop_and_csv(tmp_path):
     assert len(rows) == len(history.history["loss"])
     fig = training.plot_history(history.history)
     assert fig.axes[0].get_title() == "loss"
+
+
+def test_callbacks_of_a_non_chief_worker_write_nothing(tmp_path):
+    callbacks = training.training_callbacks(
+        checkpoint_dir=tmp_path / "ckpt",
+        early_stopping_patience=1,
+        history_csv=tmp_path / "history.csv",
+        log_to_mlflow=True,
+        chief=False,
+    )
+    assert [type(c).__name__ for c in callbacks] == ["EarlyStopping"]
+    assert list(tmp_path.iterdir()) == []

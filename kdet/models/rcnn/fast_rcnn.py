@@ -14,12 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kdet import distribute
 from kdet.datasets.records import RecordSet
 from kdet.models.backbones import build_backbone
 from kdet.models.rcnn.classifier import _NORMALISATION
@@ -27,7 +29,7 @@ from kdet.models.rcnn.detector import select_detections
 from kdet.models.rcnn.labelling import sample_rois, split_by_image
 from kdet.models.rcnn.proposals import read_image
 from kdet.models.registry import register_model
-from kdet.training import training_callbacks
+from kdet.training import build_for_strategy, training_callbacks
 
 # Faster R-CNN's box-coder variances: deltas are divided by these so they are ~unit size.
 BOX_VARIANCE = (0.1, 0.1, 0.2, 0.2)
@@ -302,12 +304,14 @@ def train_fast_rcnn(
     checkpoint_dir: str | os.PathLike | None = None,
     history_csv: str | os.PathLike | None = None,
     log_to_mlflow: bool = False,
+    strategy: str | tf.distribute.Strategy = "auto",
 ) -> tuple[keras.Model, dict]:
     """Sample regions and train :func:`build_fast_rcnn` (classes + box corrections).
 
     Images (never regions) are split into training and validation. Arguments not listed
     here match :func:`build_fast_rcnn`, :func:`build_roi_dataset` and
-    :func:`kdet.models.rcnn.train.train_rcnn_classifier`.
+    :func:`kdet.models.rcnn.train.train_rcnn_classifier` (``batch_size`` images per
+    step per replica; ``strategy`` as there).
 
     Returns:
         ``(model, {"history": per-epoch metrics})``.
@@ -323,21 +327,27 @@ def train_fast_rcnn(
     train = build_roi_dataset(
         train_records, proposals, samples_per_image=samples_per_image, **sampling
     )
-    model = build_fast_rcnn(
-        num_classes=len(record_set.class_names),
-        backbone=backbone,
-        image_size=image_size,
-        weights=weights,
-        pool_size=pool_size,
-        dense_units=dense_units,
-    )
-    model.compile(
+    strategy = distribute.get_strategy(strategy)
+    # box_regression_loss averages over a replica's positives; Keras wraps it in a
+    # keras.losses.Loss, which scales it by 1 / replicas like the class loss.
+    model, global_batch = build_for_strategy(
+        functools.partial(
+            build_fast_rcnn,
+            num_classes=len(record_set.class_names),
+            backbone=backbone,
+            image_size=image_size,
+            weights=weights,
+            pool_size=pool_size,
+            dense_units=dense_units,
+        ),
+        strategy=strategy,
+        batch_size=batch_size,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={"class_label": "sparse_categorical_crossentropy", "box_delta": box_regression_loss},
         loss_weights={"class_label": 1.0, "box_delta": box_loss_weight},
         metrics={"class_label": ["accuracy"]},
     )
-    options = {"batch_size": batch_size, "seed": seed}
+    options = {"batch_size": global_batch, "seed": seed}
     val_data = None
     if len(val_records):
         val = build_roi_dataset(val_records, proposals, samples_per_image=1, **sampling)
@@ -353,6 +363,7 @@ def train_fast_rcnn(
             monitor="val_loss" if val_data is not None else "loss",
             history_csv=history_csv,
             log_to_mlflow=log_to_mlflow,
+            chief=distribute.is_chief(strategy),
         ),
     )
     return model, {"history": history.history}

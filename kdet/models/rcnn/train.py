@@ -13,18 +13,20 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kdet import distribute
 from kdet.datasets.records import RecordSet
 from kdet.models.rcnn.classifier import build_rcnn_classifier
 from kdet.models.rcnn.detector import crop_regions
 from kdet.models.rcnn.labelling import label_proposals, split_by_image
 from kdet.models.rcnn.proposals import read_image
-from kdet.training import training_callbacks
+from kdet.training import build_for_strategy, training_callbacks
 
 
 def build_crop_dataset(
@@ -125,6 +127,7 @@ def train_rcnn_classifier(
     checkpoint_dir: str | os.PathLike | None = None,
     history_csv: str | os.PathLike | None = None,
     log_to_mlflow: bool = False,
+    strategy: str | tf.distribute.Strategy = "auto",
 ) -> tuple[keras.Model, dict]:
     """Label, crop and train the classifier (registered as ``rcnn_classifier``).
 
@@ -133,12 +136,16 @@ def train_rcnn_classifier(
             ``validation_fraction`` of the *images* is held out for validation).
         proposals: ``{image: (N, 4) xyxy}`` for those images.
         backbone, input_size, weights: see :func:`build_rcnn_classifier`.
-        epochs, batch_size, learning_rate: Adam training.
+        epochs, batch_size, learning_rate: Adam training; ``batch_size`` crops per step
+            **per replica** (a step takes ``batch_size x replicas``).
         augment: augment training crops.
         seed: seeds the image split, shuffling and augmentation.
         positive_iou, negative_iou, max_positives, max_negatives: the labelling rule.
         early_stopping_patience, checkpoint_dir, history_csv, log_to_mlflow: see
-            :func:`kdet.training.training_callbacks` (they watch ``val_loss``).
+            :func:`kdet.training.training_callbacks` (they watch ``val_loss``; only the
+            chief worker writes).
+        strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy`` (see :mod:`kdet.distribute`).
 
     Returns:
         ``(model, info)``: the trained classifier and ``{"history": per-epoch metrics,
@@ -158,18 +165,22 @@ def train_rcnn_classifier(
     x_val, y_val = build_crop_dataset(val_records, proposals, crop_size=input_size, **label_options)
     if len(x_train) == 0:
         raise ValueError("No training crops: no proposal met the labelling rule")
-    model = build_rcnn_classifier(
-        num_classes=len(record_set.class_names),
-        backbone=backbone,
-        input_size=input_size,
-        weights=weights,
-    )
-    model.compile(
+    strategy = distribute.get_strategy(strategy)
+    model, global_batch = build_for_strategy(
+        functools.partial(
+            build_rcnn_classifier,
+            num_classes=len(record_set.class_names),
+            backbone=backbone,
+            input_size=input_size,
+            weights=weights,
+        ),
+        strategy=strategy,
+        batch_size=batch_size,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    options = {"batch_size": batch_size, "seed": seed}
+    options = {"batch_size": global_batch, "seed": seed}
     train_data = crop_pipeline(x_train, y_train, augment=augment, shuffle=True, **options)
     val_data = None
     if len(x_val):
@@ -185,6 +196,7 @@ def train_rcnn_classifier(
             monitor="val_loss" if val_data is not None else "loss",
             history_csv=history_csv,
             log_to_mlflow=log_to_mlflow,
+            chief=distribute.is_chief(strategy),
         ),
     )
     counts = {

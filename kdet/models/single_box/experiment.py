@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kdet import tracking
+from kdet import distribute, tracking
 from kdet.datasets.records import RecordSet
 from kdet.models.single_box.data import load_single_box_data
 from kdet.models.single_box.evaluate import (
@@ -70,24 +70,34 @@ def run_training(
             ``"<experiment>_<model>"``).
         params: parameters to log (e.g. the stage's params group).
         stage: DVC stage name for the run's tags.
-        **train_options: keyword arguments of :func:`train_single_box`.
+        **train_options: keyword arguments of :func:`train_single_box`, ``strategy``
+            included.
 
     Returns:
-        The content of ``run.json``.
+        The content of ``run.json``; ``{}`` on a non-chief worker of a multi-worker
+        cluster, which trains along but writes nothing and logs no run.
     """
     import matplotlib.pyplot as plt
     import mlflow
     from mlflow.models import infer_signature
 
+    records = RecordSet.load(records_dir)
+    strategy = distribute.get_strategy(train_options.pop("strategy", "auto"))
+    if not distribute.is_chief(strategy):
+        train_single_box(records, strategy=strategy, **train_options)
+        return {}
     model_dir, plots_dir = Path(model_dir), Path(plots_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    records = RecordSet.load(records_dir)
     model_name = train_options.get("model", "bbox_regressor")
     registered_model_name = registered_model_name or f"{experiment}_{model_name}"
     with tracking.start_run(experiment, run_name=run_name, params=params, stage=stage) as run:
         result = train_single_box(
-            records, history_csv=plots_dir / "history.csv", log_to_mlflow=True, **train_options
+            records,
+            history_csv=plots_dir / "history.csv",
+            log_to_mlflow=True,
+            strategy=strategy,
+            **train_options,
         )
         model = result.model
         model.save(model_dir / "model.keras")
@@ -98,7 +108,9 @@ def run_training(
         plt.close(figure)
         tracking.log_metrics({f"train_{k}": v for k, v in result.info.items()})
         example = result.data.images[result.train_rows[:2]].astype(np.float32)
-        outputs = {k: np.asarray(v) for k, v in model.predict(example, verbose=0).items()}
+        # A direct call, not predict: under a multi-worker strategy predict would wait for
+        # the other workers, which do not log models.
+        outputs = {k: np.asarray(v) for k, v in model(example, training=False).items()}
         mlflow.keras.log_model(
             model,
             name="model",

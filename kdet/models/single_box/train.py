@@ -10,22 +10,31 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from kdet import distribute
 from kdet.datasets.records import RecordSet
 from kdet.models.registry import get_builder
 from kdet.models.single_box.builder import backbone_layer, split_at_backbone, start_at_box
 from kdet.models.single_box.data import SingleBoxData, load_single_box_data, make_dataset
 from kdet.models.single_box.feature_cache import FeatureCache
-from kdet.training import configure_precision, set_seed, training_callbacks
+from kdet.training import (
+    build_for_strategy,
+    configure_precision,
+    set_seed,
+    training_callbacks,
+)
 
 
 @dataclasses.dataclass
@@ -41,7 +50,8 @@ class TrainResult:
         val_rows: rows of ``data`` used for validation (from the training split).
         features: backbone features of every row of ``data`` when the cache was used.
         info: ``precision``, ``feature_cache`` (``"off"``, ``"hit"``, ``"miss"``),
-            ``load_seconds``, ``feature_seconds``, ``fit_seconds``, ``epochs_run``.
+            ``load_seconds``, ``feature_seconds``, ``fit_seconds``, ``epochs_run``,
+            ``replicas`` and ``global_batch_size`` (examples per step, all replicas).
     """
 
     model: keras.Model
@@ -87,6 +97,7 @@ def train_single_box(
     history_csv: str | os.PathLike | None = None,
     log_to_mlflow: bool = False,
     data: SingleBoxData | None = None,
+    strategy: str | tf.distribute.Strategy = "auto",
     verbose="auto",
 ) -> TrainResult:
     """Train a registered single-box model on the ``"train"`` split of ``records``.
@@ -105,7 +116,8 @@ def train_single_box(
             weights, trainable_blocks, head sizes, loss weights, learning rate...).
         image_size: ``(height, width)`` the images are resized to.
         epochs: training epochs.
-        batch_size: examples per step.
+        batch_size: examples per step **per replica**; a step of ``strategy`` takes
+            ``batch_size x replicas`` examples (the same on one device).
         validation_fraction: share of the training split held out for validation.
         augment: random flips and box-preserving crops (turns the feature cache off).
         crop: the largest share of each box margin a crop may cut.
@@ -125,6 +137,10 @@ def train_single_box(
         history_csv: per-epoch metrics as CSV (a DVC plot).
         log_to_mlflow: log per-epoch metrics to the active MLflow run.
         data: the records already loaded at ``image_size`` (skips decoding).
+        strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy`` (see :mod:`kdet.distribute`); the model is built
+            and compiled in its scope. On a non-chief worker nothing is written (no
+            checkpoints, CSV, MLflow; the feature cache goes to a temporary folder).
         verbose: Keras' ``fit`` verbosity (``"auto"`` shows a progress bar).
 
     Returns:
@@ -152,7 +168,12 @@ def train_single_box(
         options = {"image_size": tuple(image_size), **dict(model_options or {})}
         if "num_classes" in inspect.signature(builder).parameters:
             options["num_classes"] = len(class_names)
-        net = builder(**options)
+        strategy = distribute.get_strategy(strategy)
+        chief = distribute.is_chief(strategy)
+        # The builder compiles the model itself, inside the strategy's scope.
+        net, global_batch = build_for_strategy(
+            lambda: builder(**options), strategy=strategy, batch_size=batch_size
+        )
         if start_at_mean_box:
             start_at_box(net, data.boxes[train_rows].mean(axis=0), seed=seed)
         frozen = not backbone_layer(net).trainable_weights
@@ -161,27 +182,36 @@ def train_single_box(
         features, cache_state, feature_seconds = None, "off", 0.0
         fit_model, inputs = net, data.images
         if use_cache:
-            extractor, head = split_at_backbone(net)
+            # The extractor is made outside the scope, so its predict runs on one device
+            # (reading the replicated weights) with no cross-worker step: every worker
+            # reads or computes the features on its own.
+            extractor, _ = split_at_backbone(net)
             start = time.perf_counter()
-            features, hit = FeatureCache(feature_cache_dir).get_or_compute(
-                extractor,
-                data.images,
-                records=records,
-                precision=precision,
-                batch_size=batch_size,
-                verbose=verbose,
-            )
+            with contextlib.ExitStack() as stack:
+                cache_dir = feature_cache_dir
+                if not chief:
+                    cache_dir = stack.enter_context(tempfile.TemporaryDirectory())
+                features, hit = FeatureCache(cache_dir).get_or_compute(
+                    extractor,
+                    data.images,
+                    records=records,
+                    precision=precision,
+                    batch_size=global_batch,
+                    verbose=verbose,
+                )
             feature_seconds = time.perf_counter() - start
             cache_state = "hit" if hit else "miss"
-            # The head shares the model's layers and takes over its compile settings.
-            head.compile_from_config(net.get_compile_config())
+            with strategy.scope():
+                # The head shares the model's layers and takes over its compile settings.
+                _, head = split_at_backbone(net)
+                head.compile_from_config(net.get_compile_config())
             fit_model, inputs = head, features
 
         def dataset(rows_, training):
             return make_dataset(
                 inputs[rows_],
                 targets_for(net, data, rows_, class_names),
-                batch_size=batch_size,
+                batch_size=global_batch,
                 shuffle=training,
                 augment=training and augment,
                 crop=crop,
@@ -194,6 +224,7 @@ def train_single_box(
             monitor="val_loss",
             history_csv=history_csv,
             log_to_mlflow=log_to_mlflow,
+            chief=chief,
         )
         if cosine_decay:
             initial = float(keras.ops.convert_to_numpy(fit_model.optimizer.learning_rate))
@@ -220,6 +251,8 @@ def train_single_box(
         "feature_seconds": feature_seconds,
         "fit_seconds": fit_seconds,
         "epochs_run": len(history.history.get("loss", [])),
+        "replicas": strategy.num_replicas_in_sync,
+        "global_batch_size": global_batch,
     }
     return TrainResult(
         net, history.history, data, class_names, train_rows, val_rows, features, info

@@ -14,6 +14,8 @@ Profiles (``params.yaml: train_yolov8``):
   ``image_size: 640``, ``batch_size: 32``, ``epochs: 100``, ``precision: auto`` (becomes
   ``mixed_float16`` when TensorFlow sees a GPU), ``jit_compile: true``. Nothing else
   changes: Keras places the model on the GPU by itself.
+* several GPUs or machines: ``strategy: auto`` (the default) trains on every GPU it sees
+  (``MirroredStrategy``) or across a ``TF_CONFIG`` cluster; ``batch_size`` is per GPU.
 
 Example:
     >>> from kdet.models import get_model

@@ -2,7 +2,9 @@
 
 The device is TensorFlow's: with a visible GPU, Keras places the model there, and
 ``precision="auto"`` picks ``mixed_float16`` (``mixed_bfloat16`` on AMX CPUs, float32
-otherwise), so the same call trains on a laptop CPU or a GPU with no code change.
+otherwise), so the same call trains on a laptop CPU or a GPU with no code change;
+``strategy="auto"`` (see :mod:`kdet.distribute`) trains on every GPU of the machine, or
+on every machine of a ``TF_CONFIG`` cluster.
 
 Example:
     >>> model, history = train_yolov8(records.split("train"), records.split("test"),
@@ -16,12 +18,14 @@ import os
 import time
 
 import keras
+import tensorflow as tf
 
+from kdet import distribute
 from kdet.datasets.records import RecordSet
 from kdet.models.yolov8.builder import build_yolov8, image_size_pair
 from kdet.models.yolov8.inputs import evaluation_dataset, training_dataset
 from kdet.models.yolov8.recipe import compile_yolov8, get_recipe
-from kdet.training import configure_precision, set_seed, training_callbacks
+from kdet.training import build_for_strategy, configure_precision, set_seed, training_callbacks
 
 
 class ThroughputLogger(keras.callbacks.Callback):
@@ -42,6 +46,15 @@ class ThroughputLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
         self.images_per_s.append(self._steps * self.batch_size / max(seconds, 1e-9))
+
+
+def as_pairs(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """KerasCV batch dicts as ``(images, bounding_boxes)`` pairs, the same data.
+
+    Under a strategy, Keras builds the model from a first batch it unpacks as ``(x, y)``;
+    a ``{"images", "bounding_boxes"}`` dict would be taken for the input ``x`` whole.
+    """
+    return batches.map(lambda batch: (batch["images"], batch["bounding_boxes"]))
 
 
 def train_yolov8(
@@ -65,6 +78,7 @@ def train_yolov8(
     model_options: dict | None = None,
     input_options: dict | None = None,
     compile_options: dict | None = None,
+    strategy: str | tf.distribute.Strategy = "auto",
     verbose: int | str = 2,
 ):
     """Build, compile and fit a YOLOv8 detector.
@@ -74,7 +88,9 @@ def train_yolov8(
             number of classes is ``len(train_records.class_names)``.
         recipe: ``"kdet"`` or ``"keras_io"`` (see ``kdet.models.yolov8.recipe``).
         image_size: int or ``(height, width)``, multiples of 32.
-        batch_size, epochs: as in ``keras.Model.fit``.
+        batch_size: images per step **per replica** (a step takes ``batch_size x
+            replicas`` images, split between the replicas).
+        epochs: as in ``keras.Model.fit``.
         backbone_size, weights, bounding_box_format: passed to ``build_yolov8``.
         precision: ``"auto"``, ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"``.
         jit_compile: XLA-compile the train step.
@@ -83,6 +99,9 @@ def train_yolov8(
         checkpoint_dir, history_csv, log_to_mlflow: see ``kdet.training.training_callbacks``.
         model_options, input_options, compile_options: override entries of the recipe's
             ``model``, ``inputs`` and ``compile`` groups.
+        strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy``: the model, its optimizer (and EMA) are built in
+            its scope; on a non-chief worker no checkpoint, CSV or MLflow callback runs.
         verbose: ``keras.Model.fit`` verbosity (2: one line per epoch).
 
     Returns:
@@ -95,54 +114,67 @@ def train_yolov8(
     settings["inputs"].update(input_options or {})
     settings["compile"].update(compile_options or {})
     policy = configure_precision(precision)
+    strategy = distribute.get_strategy(strategy)
+    global_batch = distribute.global_batch_size(batch_size, strategy)
     set_seed(seed)
     train = training_dataset(
         train_records,
         image_size=size,
-        batch_size=batch_size,
+        batch_size=global_batch,
         max_boxes=max_boxes,
         seed=seed,
         bounding_box_format=bounding_box_format,
         **settings["inputs"],
     )
-    steps_per_epoch = len(train_records) // batch_size
+    steps_per_epoch = len(train_records) // global_batch
     if steps_per_epoch < 1:
         raise ValueError(
             f"{train_records.root}: {len(train_records)} training images are fewer than "
-            f"one batch of {batch_size}"
+            f"one batch of {global_batch} ({batch_size} x {strategy.num_replicas_in_sync} "
+            "replicas)"
         )
     validation = None
     if val_records is not None and len(val_records):
         validation = evaluation_dataset(
             val_records,
             image_size=size,
-            batch_size=batch_size,
+            batch_size=global_batch,
             max_boxes=max_boxes,
             bounding_box_format=bounding_box_format,
         )
-    model = build_yolov8(
-        num_classes=len(train_records.class_names),
-        image_size=size,
-        backbone_size=backbone_size,
-        weights=weights,
-        bounding_box_format=bounding_box_format,
-        **settings["model"],
-    )
-    compile_yolov8(
-        model,
-        total_steps=steps_per_epoch * epochs,
-        jit_compile=jit_compile,
-        **settings["compile"],
-    )
-    throughput = ThroughputLogger(batch_size)
+
+    def build():
+        model = build_yolov8(
+            num_classes=len(train_records.class_names),
+            image_size=size,
+            backbone_size=backbone_size,
+            weights=weights,
+            bounding_box_format=bounding_box_format,
+            **settings["model"],
+        )
+        compile_yolov8(
+            model,
+            total_steps=steps_per_epoch * epochs,
+            jit_compile=jit_compile,
+            **settings["compile"],
+        )
+        return model
+
+    model, _ = build_for_strategy(build, strategy=strategy, batch_size=batch_size)
+    throughput = ThroughputLogger(global_batch)
     callbacks = [throughput] + training_callbacks(
         checkpoint_dir=checkpoint_dir,
         monitor="val_loss" if validation is not None else "loss",
         history_csv=history_csv,
         log_to_mlflow=log_to_mlflow,
+        chief=distribute.is_chief(strategy),
     )
     history = model.fit(
-        train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose
+        as_pairs(train),
+        validation_data=None if validation is None else as_pairs(validation),
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
     )
     result = dict(history.history)
     result["images_per_s"] = throughput.images_per_s
