@@ -104,7 +104,6 @@ def experiments(tmp_path_factory):
     for name, overrides in EXPERIMENTS.items():
         sets = [arg for value in overrides for arg in ("-S", f"{GROUP}.{value}")]
         run([DVC, "exp", "run", "-n", name, *sets], project, env)
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     return project, env
 
 
@@ -129,12 +128,17 @@ def numeric_leaves(values: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def mlflow_run(name: str):
+def mlflow_client(project: Path) -> mlflow.MlflowClient:
+    """A client of the project's own store (where its stages logged)."""
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def mlflow_run(project: Path, name: str):
     """The MLflow run a DVC experiment's stages logged (tagged with the experiment name)."""
-    runs = mlflow.search_runs(
-        experiment_names=["caltech101"],
+    client = mlflow_client(project)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("caltech101").experiment_id],
         filter_string=f"tags.dvc_experiment = '{name}'",
-        output_format="list",
     )
     assert len(runs) == 1, f"{len(runs)} MLflow runs tagged dvc_experiment={name}"
     return runs[0]
@@ -147,7 +151,7 @@ def test_exp_show_lists_the_metrics_mlflow_logged(experiments):
     for name in EXPERIMENTS:
         data = rows[name]
         params = data["params"]["params.yaml"]["data"][GROUP]
-        mlflow_data = mlflow_run(name).data
+        mlflow_data = mlflow_run(project, name).data
         assert params["train"]["epochs"] == (2 if name == "two-epochs" else 1)
         assert mlflow_data.params["train.epochs"] == str(params["train"]["epochs"])
         assert mlflow_data.params["model.learning_rate"] == str(params["model"]["learning_rate"])
@@ -171,9 +175,9 @@ def test_plots_diff_draws_the_training_curves_of_both_experiments(experiments):
     assert len(plots) == 1
     assert set(plots[0]["revisions"]) == {first, second}
     rows = plots[0]["content"]["data"]["values"]
-    client = mlflow.MlflowClient()
+    client = mlflow_client(project)
     for name in (first, second):
-        run_id = mlflow_run(name).info.run_id
+        run_id = mlflow_run(project, name).info.run_id
         for curve in ("loss", "val_loss"):
             drawn = sorted(
                 (int(row["epoch"]), float(row["dvc_inferred_y_value"]))
