@@ -16,6 +16,7 @@ import mlflow
 import pytest
 import yaml
 
+from kdet.families import FAMILIES
 from tests.models.single_box.conftest import make_single_box_records
 from tests.scale.processes import REPO_ROOT, VENV_BIN, child_env
 
@@ -190,3 +191,20 @@ def test_plots_diff_draws_the_training_curves_of_both_experiments(experiments):
                 assert math.isclose(y, value, rel_tol=1e-6), (name, curve)
     epochs = {name: {row["epoch"] for row in rows if row["rev"] == name} for name in EXPERIMENTS}
     assert (len(epochs[first]), len(epochs[second])) == (2, 1)
+
+
+def test_every_family_training_curve_is_a_plot_against_epochs():
+    dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    charts = {path: props for entry in dvc_yaml["plots"] for path, props in entry.items()}
+    for name, family in FAMILIES.items():
+        for dataset in family.datasets:
+            stage = dvc_yaml["stages"][family.stage("train", dataset)]
+            outs = [next(iter(out)) if isinstance(out, dict) else out for out in stage["outs"]]
+            curves = [path for path in outs if path.endswith("history.csv")]
+            assert len(curves) == 1, (name, dataset, outs)
+            chart = charts[curves[0]]
+            assert chart["x"] == "epoch" and "loss" in chart["y"], (name, chart)
+            stage_plots = [
+                next(iter(p)) if isinstance(p, dict) else p for p in stage.get("plots", [])
+            ]
+            assert curves[0] not in stage_plots, "drawn twice: as a stage plot and a chart"
