@@ -39,10 +39,12 @@ def compare_recipes(
     backbone_size: str = "xs",
     seed: int = 0,
     precision: str = "auto",
+    strategy: str = "auto",
     decoder: dict | None = None,
 ) -> dict[str, dict[str, float]]:
     """Train each recipe once with identical settings; returns its metrics by recipe name
-    (``mAP50``, ``mAP``, per-class AP, ``final_loss``, ``train_seconds``)."""
+    (``mAP50``, ``mAP``, per-class AP, ``final_loss``, ``train_seconds``). ``strategy`` is
+    the ``tf.distribute`` strategy of both trainings (see :func:`train_yolov8`)."""
     decoder = decoder or {"confidence_threshold": 0.001, "iou_threshold": 0.6}
     results = {}
     for recipe in recipes:
@@ -57,6 +59,7 @@ def compare_recipes(
             backbone_size=backbone_size,
             seed=seed,
             precision=precision,
+            strategy=strategy,
         )
         seconds = time.perf_counter() - start
         result, _ = evaluate_yolov8(
