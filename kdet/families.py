@@ -70,7 +70,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "yolov8": Family(
         summary="KerasCV YOLOv8 (GPU when present)",
-        datasets=("raccoon", "shapes"),
+        datasets=("raccoon", "shapes", "open_images"),
         train="train_yolov8_{dataset}",
         evaluate="evaluate_yolov8_{dataset}",
         export="evaluate_yolov8_{dataset}",

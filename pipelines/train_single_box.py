@@ -2,8 +2,9 @@
 
 Usage: ``python pipelines/train_single_box.py GROUP`` where GROUP is ``bbox_regressor`` or
 ``multiclass`` (parameters from ``params.yaml: GROUP.classes/.model/.train``). Reads
-``data/raw/caltech101``, writes ``data/models/GROUP/`` and ``data/plots/GROUP/history.csv``
-and logs an MLflow run in the ``caltech101`` experiment. Prints ``run.json`` as one line.
+``data/raw/caltech101``, writes ``data/models/GROUP/``, ``data/plots/GROUP/history.csv`` and
+``data/metrics/GROUP_train.json`` (last epoch's metrics, timings) and logs an MLflow run in
+the ``caltech101`` experiment. Prints ``run.json`` as one line.
 ``GROUP.train.strategy`` picks the ``tf.distribute`` strategy (``batch_size`` is per
 replica); a non-chief worker of a multi-worker cluster trains along and writes nothing.
 """
@@ -32,6 +33,7 @@ def main() -> None:
         records_dir="data/raw/caltech101",
         model_dir=f"data/models/{args.group}",
         plots_dir=f"data/plots/{args.group}",
+        metrics_path=f"data/metrics/{args.group}_train.json",
         run_name=args.group,
         experiment="caltech101",
         params=params,

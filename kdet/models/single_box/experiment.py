@@ -26,8 +26,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from PIL import Image
 
-from kdet import distribute, tracking
+from kdet import distribute, latency, tracking
 from kdet.datasets.records import RecordSet
 from kdet.models.single_box.data import load_single_box_data
 from kdet.models.single_box.evaluate import (
@@ -40,6 +41,7 @@ from kdet.models.single_box.train import train_single_box
 from kdet.training import plot_history
 
 RUN_FILE = "run.json"
+LATENCY_IMAGES = 10  # test images (at their own sizes) timed in turn through the SavedModel
 
 
 def run_training(
@@ -52,13 +54,14 @@ def run_training(
     registered_model_name: str | None = None,
     params: Mapping | None = None,
     stage: str | None = None,
+    metrics_path: str | os.PathLike | None = None,
     **train_options,
 ) -> dict:
     """Train with :func:`train_single_box` inside an MLflow run and save the model.
 
     Writes ``model_dir/model.keras``, ``model_dir/saved_model/`` (serving contract),
-    ``model_dir/run.json`` (MLflow run id, classes, input size, timings) and
-    ``plots_dir/history.csv``.
+    ``model_dir/run.json`` (MLflow run id, classes, input size, timings),
+    ``plots_dir/history.csv`` and, when asked, ``metrics_path``.
 
     Args:
         records_dir: folder of the dataset's ``records.json``.
@@ -70,6 +73,9 @@ def run_training(
             ``"<experiment>_<model>"``).
         params: parameters to log (e.g. the stage's params group).
         stage: DVC stage name for the run's tags.
+        metrics_path: where to write the training's numbers as JSON (the last epoch's
+            metrics and ``train_*`` timings, named as in the MLflow run); ``None`` for
+            nowhere.
         **train_options: keyword arguments of :func:`train_single_box`, ``strategy``
             included.
 
@@ -106,7 +112,8 @@ def run_training(
         figure = plot_history(result.history, title=run_name)
         tracking.log_figure(figure, "loss_curves.png")
         plt.close(figure)
-        tracking.log_metrics({f"train_{k}": v for k, v in result.info.items()})
+        train_metrics = {f"train_{k}": v for k, v in result.info.items()}
+        tracking.log_metrics(train_metrics)
         example = result.data.images[result.train_rows[:2]].astype(np.float32)
         # A direct call, not predict: under a multi-worker strategy predict would wait for
         # the other workers, which do not log models.
@@ -127,6 +134,11 @@ def run_training(
             **result.info,
         }
     (model_dir / RUN_FILE).write_text(json.dumps(info, indent=1))
+    if metrics_path is not None:
+        last_epoch = {name: values[-1] for name, values in result.history.items() if values}
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        numbers = flat_metrics({**last_epoch, **train_metrics})
+        Path(metrics_path).write_text(json.dumps(numbers, indent=1))
     return info
 
 
@@ -141,7 +153,8 @@ def run_evaluation(
     """Evaluate ``model_dir/model.keras`` on the test split and log to its MLflow run.
 
     Writes ``metrics_path`` (JSON: mean IoU, IoU >= 0.5/0.75 shares, the mean-box
-    baseline's numbers, per class, class accuracy, confusion matrix) and
+    baseline's numbers, per class, class accuracy, the SavedModel's median
+    ``latency_ms`` per image, confusion matrix) and
     ``plots_dir/confusion.csv`` (``actual,predicted`` per test image, a DVC plot).
 
     Returns:
@@ -165,6 +178,8 @@ def run_evaluation(
         batch_size=batch_size,
     )
     metrics = dict(evaluation.metrics)
+    served_images = _test_images(records, class_names, LATENCY_IMAGES)
+    metrics.update(latency.measure_latency(model_dir / "saved_model", served_images))
     metrics["confusion_matrix"] = {
         "labels": class_names,
         "counts": evaluation.confusion.tolist(),
@@ -181,10 +196,7 @@ def run_evaluation(
 
     tracking.configure()
     with mlflow.start_run(run_id=info["run_id"]):
-        flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-        for name, numbers in metrics["per_class"].items():
-            flat.update({f"{name}_{k}": v for k, v in numbers.items()})
-        tracking.log_metrics(flat)
+        tracking.log_metrics(flat_metrics(metrics))
         mlflow.log_dict(metrics, "evaluation/metrics.json")
         figures = {"test_predictions.png": prediction_grid(data, evaluation, class_names)}
         if len(class_names) > 1:
@@ -193,3 +205,33 @@ def run_evaluation(
             tracking.log_figure(figure, name)
             plt.close(figure)
     return metrics
+
+
+def flat_metrics(metrics: Mapping) -> dict[str, float]:
+    """The numeric leaves of nested metrics, named as ``dvc metrics show`` names them.
+
+    Example:
+        >>> flat_metrics({"mean_iou": 0.9, "per_class": {"airplanes": {"mean_iou": 0.8}},
+        ...               "confusion_matrix": {"labels": ["airplanes"], "counts": [[3]]}})
+        {'mean_iou': 0.9, 'per_class.airplanes.mean_iou': 0.8}
+    """
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in flat_metrics(value).items()})
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def _test_images(records: RecordSet, class_names: list[str], count: int) -> list[np.ndarray]:
+    """Up to ``count`` test images of ``class_names`` as ``uint8`` arrays at their own size."""
+    images = []
+    test = records.split("test")
+    for record in test.records:
+        if len(images) == count:
+            break
+        if record.classes and test.class_names[record.classes[0]] in class_names:
+            with Image.open(test.image_path(record)) as image:
+                images.append(np.asarray(image.convert("RGB")))
+    return images

@@ -228,10 +228,12 @@ def train_single_box(
         )
         if cosine_decay:
             initial = float(keras.ops.convert_to_numpy(fit_model.optimizer.learning_rate))
-            callbacks.append(
+            # First, so the epoch's ``learning_rate`` is in the logs the CSV and MLflow see.
+            callbacks.insert(
+                0,
                 keras.callbacks.LearningRateScheduler(
                     lambda epoch: initial * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-                )
+                ),
             )
         start = time.perf_counter()
         history = fit_model.fit(

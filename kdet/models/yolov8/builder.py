@@ -23,7 +23,7 @@ import keras
 import keras_cv
 import numpy as np
 
-from kdet.errors import DownloadError
+from kdet.errors import DownloadError, KdetError
 from kdet.models.registry import register_model
 from kdet.models.yolov8.decode import make_decoder
 
@@ -183,3 +183,58 @@ def _backbone_from_preset(preset: str, size: tuple[int, int]) -> keras.Model:
             f"could not load the KerasCV preset ({type(error).__name__}: {error}). Offline, "
             "use weights=None (random) or a local .weights.h5 file.",
         ) from error
+
+
+def initialise_from(model, source: str | os.PathLike, *, include_neck: bool = True) -> list[str]:
+    """Copy a trained YOLOv8's backbone (and neck) weights into ``model``; the head stays new.
+
+    For fine-tuning on another dataset: the head's last class convolution depends on the
+    number of classes, so the whole head keeps its fresh initialisation (with the object
+    prior); the backbone must be the same size, the neck is copied layer by layer where
+    names and shapes match (same backbone size and ``fpn_depth``).
+
+    Args:
+        model: the new ``YOLOV8Detector`` (any number of classes and input size).
+        source: a ``.keras`` file saved from a trained ``YOLOV8Detector``.
+        include_neck: also copy the path-aggregation FPN (``pa_fpn_*`` layers).
+
+    Returns:
+        The names of the layers whose weights were copied.
+
+    Raises:
+        KdetError: ``source`` is missing, not a YOLOv8 detector, or its backbone differs.
+
+    Example:
+        >>> raccoon = "data/models/yolov8_raccoon/model.keras"
+        >>> copied = initialise_from(model, raccoon)  # doctest: +SKIP
+    """
+    if not os.path.isfile(source):
+        raise KdetError(source, "no such file: init_from must be a trained YOLOv8 .keras file")
+    loaded = keras.saving.load_model(source, compile=False)
+    if not isinstance(loaded, keras_cv.models.YOLOV8Detector):
+        raise KdetError(source, f"is a {type(loaded).__name__}, not a YOLOV8Detector")
+    mismatched = _weight_shapes(loaded.backbone) != _weight_shapes(model.backbone)
+    if mismatched:
+        raise KdetError(
+            source,
+            "its backbone has other layers or weight shapes than the new model's "
+            "(build the new model with the same backbone_size)",
+        )
+    model.backbone.set_weights(loaded.backbone.get_weights())
+    copied = [layer.name for layer in model.backbone.layers if layer.weights]
+    if include_neck:
+        for layer in model.layers:
+            if not layer.name.startswith("pa_fpn") or not layer.weights:
+                continue
+            try:
+                old = loaded.get_layer(layer.name)
+            except ValueError:
+                continue
+            if _weight_shapes(old) == _weight_shapes(layer):
+                layer.set_weights(old.get_weights())
+                copied.append(layer.name)
+    return copied
+
+
+def _weight_shapes(layer) -> list[tuple]:
+    return [tuple(weight.shape) for weight in layer.weights]

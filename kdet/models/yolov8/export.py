@@ -13,14 +13,13 @@ Example:
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections.abc import Sequence
 
 import keras_cv
 import numpy as np
 import tensorflow as tf
 
+from kdet import latency
 from kdet.export import export_detector
 from kdet.models.yolov8.decode import decode_predictions, make_decoder
 from kdet.models.yolov8.inputs import boxes_to_original, fit_to_model
@@ -89,19 +88,6 @@ def measure_latency(
     warmup: int = 3,
     repeats: int = 20,
 ) -> dict[str, float]:
-    """Median and 90th-percentile latency (ms) of ``detect_image`` on one uint8 image."""
-    served = tf.saved_model.load(str(saved_model_path))
-    detect = served.signatures["detect_image"]
-    tensor = tf.constant(image, tf.uint8)
-    for _ in range(warmup):
-        detect(image=tensor)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        detect(image=tensor)["num_detections"].numpy()
-        times.append((time.perf_counter() - start) * 1000.0)
-    times.sort()
-    return {
-        "latency_ms": statistics.median(times),
-        "latency_p90_ms": times[int(0.9 * (len(times) - 1))],
-    }
+    """Median and 90th-percentile latency (ms) of ``detect_image`` on one uint8 image
+    (:func:`kdet.latency.measure_latency`, shared by every family)."""
+    return latency.measure_latency(saved_model_path, image, warmup=warmup, repeats=repeats)

@@ -72,12 +72,16 @@ def training_dataset(
     scale_range=(0.5, 1.5),
     shear: float = 0.0,
     mosaic: bool = False,
+    shuffle_buffer_batches: int | None = None,
     max_boxes: int = 32,
     seed: int | None = 0,
     bounding_box_format: str = "xyxy",
 ) -> tf.data.Dataset:
     """Shuffled, augmented KerasCV batches (images float32 in ``[0, 255]``, boxes in
-    ``bounding_box_format`` padded with -1 to ``max_boxes``); incomplete batches dropped."""
+    ``bounding_box_format`` padded with -1 to ``max_boxes``); incomplete batches dropped.
+
+    ``shuffle_buffer_batches``: shuffle through a buffer of this many batches (the keras.io
+    example's ``shuffle(BATCH_SIZE * 4)``); ``None`` shuffles the whole set each epoch."""
     layers = augmenters(
         image_size, flip=flip, scale_range=scale_range, shear=shear, mosaic=mosaic, seed=seed
     )
@@ -87,7 +91,7 @@ def training_dataset(
         batch_size=batch_size,
         keep_aspect_ratio=True,
         augment=layers,
-        shuffle=True,
+        shuffle=True if shuffle_buffer_batches is None else shuffle_buffer_batches * batch_size,
         seed=seed,
         max_boxes=max_boxes,
         bounding_box_format=bounding_box_format,

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from kdet import distribute
 from kdet.datasets.records import RecordSet
-from kdet.models.yolov8.builder import build_yolov8, image_size_pair
+from kdet.models.yolov8.builder import build_yolov8, image_size_pair, initialise_from
 from kdet.models.yolov8.inputs import evaluation_dataset, training_dataset
 from kdet.models.yolov8.recipe import compile_yolov8, get_recipe
 from kdet.training import build_for_strategy, configure_precision, set_seed, training_callbacks
@@ -67,6 +67,7 @@ def train_yolov8(
     epochs: int = 30,
     backbone_size: str = "xs",
     weights: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
     bounding_box_format: str = "xyxy",
     precision: str = "auto",
     jit_compile: bool = False,
@@ -92,6 +93,9 @@ def train_yolov8(
             replicas`` images, split between the replicas).
         epochs: as in ``keras.Model.fit``.
         backbone_size, weights, bounding_box_format: passed to ``build_yolov8``.
+        init_from: a trained YOLOv8 ``.keras`` file (e.g. on another dataset) whose backbone
+            and neck weights start the new model; its head is new (see
+            ``builder.initialise_from``). ``None``: from scratch.
         precision: ``"auto"``, ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"``.
         jit_compile: XLA-compile the train step.
         max_boxes: boxes per image after padding (extra boxes are dropped).
@@ -152,6 +156,8 @@ def train_yolov8(
             bounding_box_format=bounding_box_format,
             **settings["model"],
         )
+        if init_from is not None:
+            initialise_from(model, init_from)
         compile_yolov8(
             model,
             total_steps=steps_per_epoch * epochs,

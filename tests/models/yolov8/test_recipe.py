@@ -47,3 +47,20 @@ def test_get_recipe_returns_a_copy_and_rejects_unknown_names():
         get_recipe("ultralytics")
     with pytest.raises(ValueError, match="optimizer"):
         compile_yolov8(build_yolov8(num_classes=1, image_size=64), total_steps=1, optimizer="lion")
+
+
+def test_keras_io_recipe_is_the_example():
+    recipe = get_recipe("keras_io")
+    assert recipe["inputs"] == {
+        "flip": True,
+        "scale_range": (0.75, 1.3),
+        "shear": 0.2,
+        "shuffle_buffer_batches": 4,
+    }
+    model = build_yolov8(num_classes=2, image_size=64, **recipe["model"])
+    decoder = model.prediction_decoder  # KerasCV's default NonMaxSuppression settings
+    assert (decoder.confidence_threshold, decoder.iou_threshold) == (0.2, 0.7)
+    compile_yolov8(model, total_steps=10, **recipe["compile"])
+    assert type(model.optimizer) is keras.optimizers.Adam
+    assert model.optimizer.global_clipnorm == 10.0 and not model.optimizer.use_ema
+    assert model.fpn_depth == 1
