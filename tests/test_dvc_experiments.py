@@ -18,7 +18,7 @@ import yaml
 
 from kdet.families import FAMILIES
 from tests.models.single_box.conftest import make_single_box_records
-from tests.scale.processes import REPO_ROOT, VENV_BIN, child_env
+from tests.scale.processes import REPO_ROOT, VENV_BIN, project_env
 
 DVC = str(VENV_BIN / "dvc")
 GROUP = "bbox_regressor"
@@ -83,21 +83,7 @@ def experiments(tmp_path_factory):
     project = root / "project"
     project.mkdir()
     make_project(project)
-    env = child_env(
-        PYTHONPATH=str(project),
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(root / "dvc-site-cache"),
-        DVC_GLOBAL_CONFIG_DIR=str(root / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(root / "dvc-system"),
-        GIT_CONFIG_GLOBAL=str(root / "gitconfig"),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="kdet test",
-        GIT_AUTHOR_EMAIL="test@kdet.invalid",
-        GIT_COMMITTER_NAME="kdet test",
-        GIT_COMMITTER_EMAIL="test@kdet.invalid",
-    )
-    for name in ("KDET_PROJECT_ROOT", "MLFLOW_TRACKING_URI"):  # the project's own mlflow.db
-        env.pop(name, None)
+    env = project_env(project, root)
     run(["git", "init", "-q", "-b", "main"], project, env)
     run([DVC, "init", "-q"], project, env)
     run(["git", "add", "-A"], project, env)

@@ -27,6 +27,28 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def project_env(project, scratch) -> dict[str, str]:
+    """:func:`child_env` for git and DVC commands in a temporary ``project``: DVC's and
+    git's user, site and system settings live under ``scratch``, commits have a test
+    author, and the kdet checkout's own MLflow store is not inherited."""
+    env = child_env(
+        PYTHONPATH=str(project),
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(scratch / "dvc-site-cache"),
+        DVC_GLOBAL_CONFIG_DIR=str(scratch / "dvc-global"),
+        DVC_SYSTEM_CONFIG_DIR=str(scratch / "dvc-system"),
+        GIT_CONFIG_GLOBAL=str(scratch / "gitconfig"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="kdet test",
+        GIT_AUTHOR_EMAIL="test@kdet.invalid",
+        GIT_COMMITTER_NAME="kdet test",
+        GIT_COMMITTER_EMAIL="test@kdet.invalid",
+    )
+    for name in ("KDET_PROJECT_ROOT", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    return env
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:

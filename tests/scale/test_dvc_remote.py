@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.scale.processes import REPO_ROOT, VENV_BIN, child_env
+from tests.scale.processes import REPO_ROOT, VENV_BIN, project_env
 
 DVC = str(VENV_BIN / "dvc")
 PARAMS = {
@@ -63,20 +63,7 @@ def test_push_to_a_remote_then_clone_and_pull(tmp_path):
     project, remote, clone = tmp_path / "project", tmp_path / "remote", tmp_path / "clone"
     project.mkdir()
     make_project(project)
-    env = child_env(
-        PYTHONPATH=str(project),
-        DVC_NO_ANALYTICS="1",
-        DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site-cache"),
-        DVC_GLOBAL_CONFIG_DIR=str(tmp_path / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(tmp_path / "dvc-system"),
-        GIT_CONFIG_GLOBAL=str(tmp_path / "gitconfig"),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="kdet test",
-        GIT_AUTHOR_EMAIL="test@kdet.invalid",
-        GIT_COMMITTER_NAME="kdet test",
-        GIT_COMMITTER_EMAIL="test@kdet.invalid",
-    )
-    env.pop("KDET_PROJECT_ROOT", None)
+    env = project_env(project, tmp_path)
 
     run(["git", "init", "-q", "-b", "main"], project, env)
     run([DVC, "init", "-q"], project, env)
