@@ -5,6 +5,7 @@ one image, after warm-up calls) and ``latency_p90_ms`` from here, so the numbers
 ``dvc exp show`` and the MLflow compare view mean the same thing across families.
 
 Example:
+    >>> images = latency_images(RecordSet.load("data/raw/caltech101"))  # doctest: +SKIP
     >>> measure_latency("data/models/bbox_regressor/saved_model", images)  # doctest: +SKIP
     {'latency_ms': 3.1, 'latency_p90_ms': 3.6}
 """
@@ -18,6 +19,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from kdet.data.decode import read_image
+from kdet.datasets.records import RecordSet
+
+LATENCY_IMAGES = 10  # test images, at their own sizes, timed in turn
+
+
+def latency_images(
+    record_set: RecordSet, count: int = LATENCY_IMAGES, class_names: Sequence[str] | None = None
+) -> list[np.ndarray]:
+    """Up to ``count`` test-split images (of ``class_names``, default all) as ``uint8
+    (H, W, 3)`` arrays at their own sizes, decoded as the input pipeline decodes them."""
+    test = record_set.split("test")
+    wanted = set(class_names or test.class_names)
+    chosen = [r for r in test.records if r.classes and test.class_names[r.classes[0]] in wanted][
+        :count
+    ]
+    return [read_image(str(test.image_path(r))).numpy() for r in chosen]
 
 
 def measure_latency(

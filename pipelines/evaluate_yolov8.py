@@ -14,14 +14,13 @@ from pathlib import Path
 import dvc.api
 import keras
 import mlflow
-import numpy as np
-from PIL import Image
 
 from kdet import tracking
 from kdet.datasets.records import RecordSet
+from kdet.latency import latency_images, measure_latency
 from kdet.metrics import plot_pr_curves, write_pr_curves
 from kdet.models.yolov8.evaluate import evaluate_yolov8
-from kdet.models.yolov8.export import export_yolov8, measure_latency
+from kdet.models.yolov8.export import export_yolov8
 from kdet.models.yolov8.figures import prediction_grid
 
 
@@ -44,8 +43,7 @@ def main() -> None:
     saved_model = export_yolov8(
         model, model_dir / "saved_model", records.class_names, **params["export_decoder"]
     )
-    with Image.open(test.image_path(test.records[0])) as image:
-        latency = measure_latency(saved_model, np.asarray(image.convert("RGB")))
+    latency = measure_latency(saved_model, latency_images(records))
     metrics = {**result.as_metrics(), **latency, "test_images": len(test)}
     write_pr_curves(result, plots_dir / "pr_curve.csv")
     pr_figure = plot_pr_curves(result)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image
 
 from kdet import distribute, latency, tracking
 from kdet.datasets.records import RecordSet
@@ -41,7 +40,6 @@ from kdet.models.single_box.train import train_single_box
 from kdet.training import plot_history
 
 RUN_FILE = "run.json"
-LATENCY_IMAGES = 10  # test images (at their own sizes) timed in turn through the SavedModel
 
 
 def run_training(
@@ -178,7 +176,7 @@ def run_evaluation(
         batch_size=batch_size,
     )
     metrics = dict(evaluation.metrics)
-    served_images = _test_images(records, class_names, LATENCY_IMAGES)
+    served_images = latency.latency_images(records, class_names=class_names)
     metrics.update(latency.measure_latency(model_dir / "saved_model", served_images))
     metrics["confusion_matrix"] = {
         "labels": class_names,
@@ -222,16 +220,3 @@ def flat_metrics(metrics: Mapping) -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[key] = value
     return flat
-
-
-def _test_images(records: RecordSet, class_names: list[str], count: int) -> list[np.ndarray]:
-    """Up to ``count`` test images of ``class_names`` as ``uint8`` arrays at their own size."""
-    images = []
-    test = records.split("test")
-    for record in test.records:
-        if len(images) == count:
-            break
-        if record.classes and test.class_names[record.classes[0]] in class_names:
-            with Image.open(test.image_path(record)) as image:
-                images.append(np.asarray(image.convert("RGB")))
-    return images

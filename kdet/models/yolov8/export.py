@@ -16,10 +16,8 @@ import os
 from collections.abc import Sequence
 
 import keras_cv
-import numpy as np
 import tensorflow as tf
 
-from kdet import latency
 from kdet.export import export_detector
 from kdet.models.yolov8.decode import decode_predictions, make_decoder
 from kdet.models.yolov8.inputs import boxes_to_original, fit_to_model
@@ -79,15 +77,3 @@ def export_yolov8(
     return export_detector(
         path, make_detect_fn(model, **decoder_options), class_names, trackable=model
     )
-
-
-def measure_latency(
-    saved_model_path: str | os.PathLike,
-    image: np.ndarray,
-    *,
-    warmup: int = 3,
-    repeats: int = 20,
-) -> dict[str, float]:
-    """Median and 90th-percentile latency (ms) of ``detect_image`` on one uint8 image
-    (:func:`kdet.latency.measure_latency`, shared by every family)."""
-    return latency.measure_latency(saved_model_path, image, warmup=warmup, repeats=repeats)

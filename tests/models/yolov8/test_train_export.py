@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdet.latency import measure_latency
 from kdet.models.yolov8.evaluate import evaluate_yolov8, predict_records
-from kdet.models.yolov8.export import export_yolov8, measure_latency
+from kdet.models.yolov8.export import export_yolov8
 from kdet.models.yolov8.figures import prediction_grid
 from kdet.models.yolov8.train import train_yolov8
 
