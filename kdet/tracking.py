@@ -189,8 +189,11 @@ def start_run(
     stage: str | None = None,
     tags: Mapping[str, str] | None = None,
     tracking_uri: str | None = None,
+    run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start an MLflow run in ``experiment`` with kdet's tags and the flattened params.
+
+    ``run_id`` reopens an existing run instead (e.g. a training resumed after a kill).
 
     Raises:
         TrackingUnavailableError: an ``http(s)`` tracking server does not answer (checked
@@ -200,7 +203,10 @@ def start_run(
     check_server(uri)
     with _run_http_settings():
         set_experiment(experiment)
-        run = mlflow.start_run(run_name=run_name, tags={**run_tags(stage), **(tags or {})})
+        if run_id is None:
+            run = mlflow.start_run(run_name=run_name, tags={**run_tags(stage), **(tags or {})})
+        else:
+            run = mlflow.start_run(run_id=run_id)
         status = "FINISHED"
         try:
             if params:

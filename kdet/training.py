@@ -19,7 +19,7 @@ On one device this is the plain build + compile (``global_batch == batch_size``)
 
 Example:
     >>> policy = configure_precision("float32")
-    >>> callbacks = training_callbacks(checkpoint_dir=None, log_to_mlflow=False)
+    >>> callbacks = training_callbacks(log_to_mlflow=False)
     >>> history = fit(model, train, epochs=30, checkpoint_dir="ckpt")  # doctest: +SKIP
 """
 
@@ -127,7 +127,6 @@ def set_seed(seed: int) -> None:
 
 
 def training_callbacks(
-    checkpoint_dir: str | os.PathLike | None = None,
     early_stopping_patience: int | None = None,
     monitor: str = "val_loss",
     history_csv: str | os.PathLike | None = None,
@@ -137,8 +136,6 @@ def training_callbacks(
     """Keras callbacks for a training stage.
 
     Args:
-        checkpoint_dir: where ``last.keras`` (every epoch) and ``best.keras`` (best
-            ``monitor``) go; ``None`` for no checkpoints.
         early_stopping_patience: epochs without improvement of ``monitor`` before stopping
             (best weights restored); ``None`` to train all epochs.
         monitor: the logged quantity to watch.
@@ -147,20 +144,14 @@ def training_callbacks(
             :class:`kdet.tracking.MetricsCallback`: a tracking server going away mid-run
             does not stop training).
         chief: whether this process writes outputs (:func:`kdet.distribute.is_chief`);
-            on the other workers of a multi-worker cluster no checkpoint, CSV or MLflow
-            callback is added (they train along, the chief writes for all).
+            on the other workers of a multi-worker cluster no CSV or MLflow callback is
+            added (they train along, the chief writes for all).
+
+    Checkpoints are :func:`fit`'s: a resumable backup at the end of every epoch.
     """
     callbacks: list[keras.callbacks.Callback] = []
     if not chief:
-        checkpoint_dir, history_csv, log_to_mlflow = None, None, False
-    if checkpoint_dir is not None:
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(Path(checkpoint_dir) / "last.keras"),
-            keras.callbacks.ModelCheckpoint(
-                Path(checkpoint_dir) / "best.keras", monitor=monitor, save_best_only=True
-            ),
-        ]
+        history_csv, log_to_mlflow = None, False
     if early_stopping_patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -279,7 +270,7 @@ def fit(
     y=None,
     *,
     epochs: int,
-    checkpoint_dir: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike | None,
     resume: bool = True,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
@@ -306,7 +297,8 @@ def fit(
         y: targets, when ``x`` holds inputs only.
         epochs: total number of epochs, counting those done before an interruption.
         checkpoint_dir: folder of the run's checkpoints; the backup goes in
-            ``checkpoint_dir/backup``.
+            ``checkpoint_dir/backup``. ``None``: no backup (signals still stop training
+            after the epoch).
         resume: continue from an existing backup (``False``: start over).
         callbacks: further Keras callbacks (e.g. :func:`training_callbacks`).
         signals: signals that stop training gracefully (empty: none).
@@ -324,35 +316,36 @@ def fit(
         >>> history.epoch[0]  # 0, or the first epoch not done by an interrupted run
         ... # doctest: +SKIP
     """
-    backup_dir = Path(checkpoint_dir) / BACKUP_FOLDER
-    if not resume and backup_dir.exists():
-        shutil.rmtree(backup_dir)
-    resuming = backup_dir.exists()
-    if resuming:
-        logger.warning("resuming training from the checkpoint in %s", backup_dir)
     callbacks = list(callbacks)
-    for callback in callbacks:
-        if resuming and isinstance(callback, keras.callbacks.CSVLogger):
-            callback.append = True
-    backup = keras.callbacks.BackupAndRestore(
-        str(backup_dir), double_checkpoint=True, delete_checkpoint=False
-    )
+    backup_dir = None
+    if checkpoint_dir is not None:
+        backup_dir = Path(checkpoint_dir) / BACKUP_FOLDER
+        if not resume and backup_dir.exists():
+            shutil.rmtree(backup_dir)
+        if backup_dir.exists():
+            logger.warning("resuming training from the checkpoint in %s", backup_dir)
+            for callback in callbacks:
+                if isinstance(callback, keras.callbacks.CSVLogger):
+                    callback.append = True
+        backup = keras.callbacks.BackupAndRestore(
+            str(backup_dir), double_checkpoint=True, delete_checkpoint=False
+        )
+        callbacks.insert(0, backup)
     stopper = StopOnSignal(signals)
     try:
-        history = model.fit(
-            x, y, epochs=epochs, callbacks=[backup, *callbacks, stopper], **fit_kwargs
-        )
+        history = model.fit(x, y, epochs=epochs, callbacks=[*callbacks, stopper], **fit_kwargs)
     finally:  # Keras skips on_train_end when fit raises
         stopper.restore()
     done = history.epoch[-1] + 1 if history.epoch else epochs
     if stopper.received is not None and done < epochs:
         name = signal.Signals(stopper.received).name
         raise TrainingInterrupted(
-            backup_dir,
+            backup_dir or "training",
             f"{name} stopped training after epoch {done} of {epochs}; "
             "run again with resume=True to continue",
             epoch=done,
             history=history,
         )
-    shutil.rmtree(backup_dir, ignore_errors=True)
+    if backup_dir is not None:
+        shutil.rmtree(backup_dir, ignore_errors=True)
     return history

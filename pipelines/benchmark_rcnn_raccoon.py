@@ -5,17 +5,18 @@ timed per image from a decoded image to detections (selective search included, r
 live: the timing is the point). Prints both latencies, the ratio and both mAP@0.5. The
 Fast R-CNN model of ``fast_rcnn_raccoon`` is timed alongside for comparison (its own
 model, so it is not a candidate for the same-classifier ratio). Parameters:
-``params.yaml: rcnn.benchmark`` (and the thresholds of ``rcnn.detector`` and
-``rcnn.fast_rcnn_detector``).
+``params.yaml: rcnn.benchmark`` (and the ``evaluate`` thresholds of the experiments
+``rcnn_raccoon`` and ``fast_rcnn_raccoon``).
 """
 
 import json
 from pathlib import Path
 
-import dvc.api
 import keras
+import yaml
 
 from kdet.datasets.records import RecordSet
+from kdet.experiment import Experiment, Layout
 from kdet.models.rcnn.benchmark import kdet_detect, run_benchmark
 from kdet.models.rcnn.fast_rcnn import FastRCNNDetector
 
@@ -23,13 +24,18 @@ NAME = "benchmark_rcnn_raccoon"
 
 
 def main() -> None:
-    params = dvc.api.params_show(stages=NAME)["rcnn"]
-    records = RecordSet.load("data/raw/raccoon").split("test")
-    classifier = keras.saving.load_model("data/models/rcnn_raccoon/model.keras")
-    detector = params["detector"]
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    rcnn, fast_rcnn = (
+        Experiment.from_row(name, params["experiments"][name])
+        for name in ("rcnn_raccoon", "fast_rcnn_raccoon")
+    )
+    params = params["rcnn"]
+    records = RecordSet.load(Layout().records(rcnn.dataset)).split("test")
+    classifier = keras.saving.load_model(Layout().train_dir(rcnn.name) / "model.keras")
+    detector = rcnn.evaluate
     fast = FastRCNNDetector(
-        keras.saving.load_model("data/models/fast_rcnn_raccoon/model.keras"),
-        **params["fast_rcnn_detector"],
+        keras.saving.load_model(Layout().train_dir(fast_rcnn.name) / "model.keras"),
+        **fast_rcnn.evaluate,
     )
     search = params["benchmark"]["fast_rcnn_search"]
     results = run_benchmark(

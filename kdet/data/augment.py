@@ -33,9 +33,10 @@ def default_augmenters(
     """
     layers = [
         keras_cv.layers.RandomFlip(
-            mode="horizontal", bounding_box_format=bounding_box_format, seed=seed
+            dtype="float32", mode="horizontal", bounding_box_format=bounding_box_format, seed=seed
         ),
         keras_cv.layers.JitteredResize(
+            dtype="float32",
             target_size=tuple(image_size),
             scale_factor=(0.75, 1.3),
             bounding_box_format=bounding_box_format,

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -89,6 +90,17 @@ class RecordSet:
             "boxes": sum(per_class.values()),
             "classes": per_class,
         }
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the class names and the records' paths, sizes, boxes, classes, splits
+        (a cache key: equal for equal data)."""
+        payload = {
+            "class_names": list(self.class_names),
+            "records": [
+                [r.image, r.width, r.height, r.boxes, r.classes, r.split] for r in self.records
+            ],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def split(self, name: str) -> RecordSet:
         """The records whose ``split`` is ``name`` (same root and class names)."""

@@ -29,7 +29,7 @@ from kdet.models.rcnn.detector import select_detections
 from kdet.models.rcnn.labelling import sample_rois, split_by_image
 from kdet.models.rcnn.proposals import read_image
 from kdet.models.registry import register_model
-from kdet.training import build_for_strategy, training_callbacks
+from kdet.training import build_for_strategy, fit, training_callbacks
 
 # Faster R-CNN's box-coder variances: deltas are divided by these so they are ~unit size.
 BOX_VARIANCE = (0.1, 0.1, 0.2, 0.2)
@@ -352,13 +352,14 @@ def train_fast_rcnn(
     if len(val_records):
         val = build_roi_dataset(val_records, proposals, samples_per_image=1, **sampling)
         val_data = roi_pipeline(val, augment=False, shuffle=False, **options)
-    history = model.fit(
+    history = fit(
+        model,
         roi_pipeline(train, augment=augment, shuffle=True, **options),
         validation_data=val_data,
         epochs=epochs,
         verbose=2,
+        checkpoint_dir=checkpoint_dir if distribute.is_chief(strategy) else None,
         callbacks=training_callbacks(
-            checkpoint_dir=checkpoint_dir,
             early_stopping_patience=early_stopping_patience,
             monitor="val_loss" if val_data is not None else "loss",
             history_csv=history_csv,

@@ -26,7 +26,7 @@ from kdet.models.rcnn.classifier import build_rcnn_classifier
 from kdet.models.rcnn.detector import crop_regions
 from kdet.models.rcnn.labelling import label_proposals, split_by_image
 from kdet.models.rcnn.proposals import read_image
-from kdet.training import build_for_strategy, training_callbacks
+from kdet.training import build_for_strategy, fit, training_callbacks
 
 
 def build_crop_dataset(
@@ -185,13 +185,14 @@ def train_rcnn_classifier(
     val_data = None
     if len(x_val):
         val_data = crop_pipeline(x_val, y_val, augment=False, shuffle=False, **options)
-    history = model.fit(
+    history = fit(
+        model,
         train_data,
         validation_data=val_data,
         epochs=epochs,
         verbose=2,
+        checkpoint_dir=checkpoint_dir if distribute.is_chief(strategy) else None,
         callbacks=training_callbacks(
-            checkpoint_dir=checkpoint_dir,
             early_stopping_patience=early_stopping_patience,
             monitor="val_loss" if val_data is not None else "loss",
             history_csv=history_csv,

@@ -33,17 +33,6 @@ import tensorflow as tf
 from kdet.datasets.records import RecordSet
 
 
-def records_fingerprint(record_set: RecordSet) -> str:
-    """SHA-256 of the class names and the records' paths, sizes, boxes, classes, splits."""
-    payload = {
-        "class_names": list(record_set.class_names),
-        "records": [
-            [r.image, r.width, r.height, r.boxes, r.classes, r.split] for r in record_set.records
-        ],
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
 def weights_fingerprint(model: keras.Model) -> str:
     """SHA-256 of every weight value of ``model`` (names, shapes and bytes)."""
     digest = hashlib.sha256()
@@ -69,7 +58,7 @@ class FeatureCache:
         image_shape = tuple(extractor.input_shape[1:3])
         return {
             "dataset": records.name,
-            "records_sha256": records_fingerprint(records),
+            "records_sha256": records.fingerprint(),
             "backbone": _backbone_name(extractor),
             "weights_sha256": weights_fingerprint(extractor),
             "image_size": list(image_shape),

@@ -32,6 +32,7 @@ from kdet.models.single_box.feature_cache import FeatureCache
 from kdet.training import (
     build_for_strategy,
     configure_precision,
+    fit,
     set_seed,
     training_callbacks,
 )
@@ -132,8 +133,8 @@ def train_single_box(
         feature_cache_dir: the feature cache folder; ``None`` to always run the backbone.
         early_stopping_patience: stop after this many epochs without a better
             ``val_loss`` (best weights restored); ``None`` to run all epochs.
-        checkpoint_dir: where ``last.keras``/``best.keras`` of the fitted model go (the
-            head alone when features are cached).
+        checkpoint_dir: folder of the resumable end-of-epoch backup of the fitted model
+            (the head alone when features are cached; see :func:`kdet.training.fit`).
         history_csv: per-epoch metrics as CSV (a DVC plot).
         log_to_mlflow: log per-epoch metrics to the active MLflow run.
         data: the records already loaded at ``image_size`` (skips decoding).
@@ -219,7 +220,6 @@ def train_single_box(
             )
 
         callbacks = training_callbacks(
-            checkpoint_dir=checkpoint_dir,
             early_stopping_patience=early_stopping_patience if n_val else None,
             monitor="val_loss",
             history_csv=history_csv,
@@ -236,8 +236,10 @@ def train_single_box(
                 ),
             )
         start = time.perf_counter()
-        history = fit_model.fit(
+        history = fit(
+            fit_model,
             dataset(train_rows, True),
+            checkpoint_dir=checkpoint_dir if chief else None,
             validation_data=dataset(val_rows, False) if n_val else None,
             epochs=epochs,
             callbacks=callbacks,

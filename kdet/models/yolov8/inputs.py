@@ -37,16 +37,23 @@ def augmenters(
     layers = []
     if flip:
         layers.append(
-            keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format="xyxy", seed=seed)
+            keras_cv.layers.RandomFlip(
+                dtype="float32", mode="horizontal", bounding_box_format="xyxy", seed=seed
+            )
         )
     if shear:
         layers.append(
             keras_cv.layers.RandomShear(
-                x_factor=shear, y_factor=shear, bounding_box_format="xyxy", seed=seed
+                dtype="float32",
+                x_factor=shear,
+                y_factor=shear,
+                bounding_box_format="xyxy",
+                seed=seed,
             )
         )
     layers.append(
         keras_cv.layers.JitteredResize(
+            dtype="float32",
             target_size=tuple(image_size),
             scale_factor=tuple(scale_range),
             bounding_box_format="xyxy",
@@ -54,7 +61,9 @@ def augmenters(
         )
     )
     if mosaic:
-        layers.append(keras_cv.layers.Mosaic(bounding_box_format="xyxy", seed=seed))
+        layers.append(
+            keras_cv.layers.Mosaic(dtype="float32", bounding_box_format="xyxy", seed=seed)
+        )
     if seed is not None:
         # As kdet.data.default_augmenters: keras-cv 0.9 layers ignore a falsy seed and
         # JitteredResize drops it, so each layer gets its own seeded generator.

@@ -25,7 +25,13 @@ from kdet.datasets.records import RecordSet
 from kdet.models.yolov8.builder import build_yolov8, image_size_pair, initialise_from
 from kdet.models.yolov8.inputs import evaluation_dataset, training_dataset
 from kdet.models.yolov8.recipe import compile_yolov8, get_recipe
-from kdet.training import build_for_strategy, configure_precision, set_seed, training_callbacks
+from kdet.training import (
+    build_for_strategy,
+    configure_precision,
+    fit,
+    set_seed,
+    training_callbacks,
+)
 
 
 class ThroughputLogger(keras.callbacks.Callback):
@@ -96,11 +102,13 @@ def train_yolov8(
         init_from: a trained YOLOv8 ``.keras`` file (e.g. on another dataset) whose backbone
             and neck weights start the new model; its head is new (see
             ``builder.initialise_from``). ``None``: from scratch.
-        precision: ``"auto"``, ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"``.
+        precision: ``"auto"`` or ``"float32"`` (both float32: KerasCV's YOLOv8 loss fails
+            under a mixed policy, measured on an AMX CPU where ``auto`` would pick bf16).
         jit_compile: XLA-compile the train step.
         max_boxes: boxes per image after padding (extra boxes are dropped).
         seed: seeds weights, shuffling and augmentation.
-        checkpoint_dir, history_csv, log_to_mlflow: see ``kdet.training.training_callbacks``.
+        checkpoint_dir: folder of the resumable end-of-epoch backup (``kdet.training.fit``).
+        history_csv, log_to_mlflow: see ``kdet.training.training_callbacks``.
         model_options, input_options, compile_options: override entries of the recipe's
             ``model``, ``inputs`` and ``compile`` groups.
         strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or a
@@ -117,7 +125,14 @@ def train_yolov8(
     settings["model"].update(model_options or {})
     settings["inputs"].update(input_options or {})
     settings["compile"].update(compile_options or {})
-    policy = configure_precision(precision)
+    if precision not in ("auto", "float32"):
+        # keras-cv 0.9 decodes boxes with float32 constants inside the loss, which fails
+        # under a mixed policy (bfloat16 or float16 activations).
+        raise ValueError(
+            "KerasCV's YOLOv8 trains in float32 only (its loss mixes float32 constants "
+            f"with the activations). Received: precision={precision!r}"
+        )
+    policy = configure_precision("float32")
     strategy = distribute.get_strategy(strategy)
     global_batch = distribute.global_batch_size(batch_size, strategy)
     set_seed(seed)
@@ -169,16 +184,17 @@ def train_yolov8(
     model, _ = build_for_strategy(build, strategy=strategy, batch_size=batch_size)
     throughput = ThroughputLogger(global_batch)
     callbacks = [throughput] + training_callbacks(
-        checkpoint_dir=checkpoint_dir,
         monitor="val_loss" if validation is not None else "loss",
         history_csv=history_csv,
         log_to_mlflow=log_to_mlflow,
         chief=distribute.is_chief(strategy),
     )
-    history = model.fit(
+    history = fit(
+        model,
         as_pairs(train),
         validation_data=None if validation is None else as_pairs(validation),
         epochs=epochs,
+        checkpoint_dir=checkpoint_dir if distribute.is_chief(strategy) else None,
         callbacks=callbacks,
         verbose=verbose,
     )

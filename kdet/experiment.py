@@ -1,0 +1,392 @@
+"""The one experiment runner: every training, evaluation and publication goes through it.
+
+An experiment is a row of the ``experiments:`` table in ``params.yaml`` (or the same
+dict from Python): a model family, a dataset and overrides of the family's default
+options. :func:`train` loads the dataset's records, checks that the family fits them,
+picks the ``tf.distribute`` strategy, opens one MLflow run (experiment = the dataset),
+trains with a resumable end-of-epoch checkpoint and saves the model; :func:`evaluate`
+scores it on the test split, exports the serving SavedModel, times it and writes the
+metrics, plots and figures into the same MLflow run; :func:`publish` registers it.
+Only the chief of a multi-worker cluster writes anything.
+
+Files of experiment ``NAME`` (under the project root):
+
+====================================  ====================================================
+``data/raw/DATASET/records.json``     the dataset (``kdet.datasets.fetch``)
+``data/models/NAME/train/``           the trained model + ``run.json`` (train output)
+``data/models/NAME/saved_model/``     the serving SavedModel (evaluate output)
+``data/checkpoints/NAME/KEY/``        the resumable backup while training (deleted after)
+``data/metrics/NAME_train.json``      training numbers; ``NAME.json``: the evaluation's
+``data/plots/NAME/``                  ``history.csv``, ``pr_curve.csv``, figures
+====================================  ====================================================
+
+Example:
+    >>> exp = Experiment.from_row("yolov8_shapes", {"family": "yolov8", "dataset": "shapes",
+    ...                           "train": {"epochs": 2, "image_size": 64}})  # doctest: +SKIP
+    >>> train(exp, root=".")  # doctest: +SKIP
+    >>> evaluate(exp, root=".")["mAP50"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from kdet import distribute, tracking
+from kdet.datasets.records import RecordSet
+from kdet.errors import KdetError
+from kdet.families import get_family, merge_options
+
+ROW_KEYS = ("family", "dataset", "train", "evaluate", "init_from", "registered_model")
+REQUIRED_KEYS = ("family", "dataset", "train", "evaluate")
+RUN_FILE = "run.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the experiments table, with the family's defaults filled in.
+
+    Attributes:
+        name: the row's name (``yolov8_raccoon``): names the MLflow run and the outputs.
+        family: a registered family (:func:`kdet.families.family_names`).
+        dataset: a dataset name (its records are in ``data/raw/DATASET``).
+        train: the family's ``train`` options, ``strategy`` among them (``auto``,
+            ``default``, ``mirrored`` or ``multi_worker``; ``batch_size`` is per replica).
+        evaluate: the family's ``evaluate`` options.
+        init_from: the experiment whose trained model this one starts from, or ``None``.
+        registered_model: MLflow registered model name; ``None``: the dataset's name
+            (``DATASET_FAMILY`` for families not ranked by ``mAP50``).
+    """
+
+    name: str
+    family: str
+    dataset: str
+    train: dict
+    evaluate: dict
+    init_from: str | None = None
+    registered_model: str | None = None
+
+    @classmethod
+    def from_row(cls, name: str, row: Mapping, where: str = "experiments") -> Experiment:
+        """Build and check an experiment from its table row.
+
+        Raises:
+            ValueError: an unknown key, family or option, naming ``where.NAME.KEY``, the
+                value and what is allowed.
+        """
+        where = f"{where}.{name}"
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{where}: expected a mapping with family and dataset, got {row!r}")
+        unknown = sorted(set(row) - set(ROW_KEYS))
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(ROW_KEYS)})")
+        for key in REQUIRED_KEYS:
+            if key not in row or (key in ("family", "dataset") and not row[key]):
+                raise ValueError(
+                    f"{where}.{key}: missing (every row has {', '.join(REQUIRED_KEYS)}; "
+                    "train and evaluate may be {})"
+                )
+        try:
+            family = get_family(row["family"])
+        except ValueError as err:
+            raise ValueError(f"{where}.family: {err}") from None
+        train = merge_options(
+            {**family.defaults["train"], "strategy": "auto"}, row["train"], f"{where}.train"
+        )
+        if train["strategy"] not in distribute.STRATEGIES:
+            raise ValueError(
+                f"{where}.train.strategy: {train['strategy']!r} is not one of "
+                f"{', '.join(distribute.STRATEGIES)}"
+            )
+        return cls(
+            name=name,
+            family=family.name,
+            dataset=str(row["dataset"]),
+            train=train,
+            evaluate=merge_options(
+                family.defaults["evaluate"], row.get("evaluate"), f"{where}.evaluate"
+            ),
+            init_from=row.get("init_from"),
+            registered_model=row.get("registered_model"),
+        )
+
+    def params(self) -> dict:
+        """Everything that defines the run (logged to MLflow, hashed for checkpoints)."""
+        return dataclasses.asdict(self)
+
+    def registered_model_name(self) -> str:
+        """The MLflow registered model this experiment publishes to."""
+        if self.registered_model:
+            return self.registered_model
+        if get_family(self.family).rank_by == "mAP50":
+            return self.dataset
+        return f"{self.dataset}_{self.family}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where an experiment's inputs and outputs live under ``root`` (see the module doc).
+
+    Example:
+        >>> Layout("/p").metrics("yolov8_raccoon").as_posix()
+        '/p/data/metrics/yolov8_raccoon.json'
+    """
+
+    root: Path = Path(".")
+
+    def records(self, dataset: str) -> Path:
+        return Path(self.root) / "data" / "raw" / dataset
+
+    def train_dir(self, name: str) -> Path:
+        return Path(self.root) / "data" / "models" / name / "train"
+
+    def saved_model(self, name: str) -> Path:
+        return Path(self.root) / "data" / "models" / name / "saved_model"
+
+    def checkpoints(self, name: str) -> Path:
+        return Path(self.root) / "data" / "checkpoints" / name
+
+    def plots(self, name: str) -> Path:
+        return Path(self.root) / "data" / "plots" / name
+
+    def train_metrics(self, name: str) -> Path:
+        return Path(self.root) / "data" / "metrics" / f"{name}_train.json"
+
+    def metrics(self, name: str) -> Path:
+        return Path(self.root) / "data" / "metrics" / f"{name}.json"
+
+
+def load_records(experiment: Experiment, layout: Layout) -> RecordSet:
+    """The experiment's dataset, checked for the family and for train/test splits."""
+    records = RecordSet.load(layout.records(experiment.dataset))
+    get_family(experiment.family).check_records(records)
+    splits = {r.split for r in records.records}
+    for split in ("train", "test"):
+        if split not in splits:
+            raise ValueError(
+                f"dataset {experiment.dataset!r} ({layout.records(experiment.dataset)}) has no "
+                f"{split!r} split (splits: {sorted(map(str, splits))}); give it fractions"
+            )
+    return records
+
+
+def train(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
+    """Train ``experiment`` and save its model into ``data/models/NAME/train``.
+
+    Interrupted (SIGINT, SIGTERM, a kill), the same call resumes from the last completed
+    epoch and the same MLflow run; a finished run deletes its checkpoint.
+
+    Returns:
+        The training numbers (also in ``data/metrics/NAME_train.json``); ``{}`` on a
+        non-chief worker, which trains along and writes nothing.
+    """
+    layout = Layout(Path(root))
+    family = get_family(experiment.family)
+    records = load_records(experiment, layout)
+    init_dir = None
+    if experiment.init_from:
+        init_dir = layout.train_dir(experiment.init_from)
+        if not (init_dir / RUN_FILE).exists():
+            raise KdetError(
+                init_dir,
+                f"experiment {experiment.name!r} starts from {experiment.init_from!r}, which is "
+                f"not trained yet (dvc repro train@{experiment.init_from})",
+            )
+    options = {**experiment.train, "init_dir": init_dir}
+    strategy = options["strategy"] = distribute.get_strategy(options["strategy"])
+    if not distribute.is_chief(strategy):
+        with tempfile.TemporaryDirectory() as scratch:
+            family.train(
+                records,
+                train_dir=Path(scratch),
+                history_csv=None,
+                checkpoint_dir=None,
+                **options,
+            )
+        return {}
+
+    key = _checkpoint_key(experiment, records, init_dir)
+    checkpoint_dir = layout.checkpoints(experiment.name) / key
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    run_id_file = checkpoint_dir / "mlflow_run_id"
+    resumed_run = run_id_file.read_text().strip() if run_id_file.exists() else None
+    train_dir = layout.train_dir(experiment.name)
+    staging = train_dir.with_name(".train-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    history_csv = layout.plots(experiment.name) / "history.csv"
+    with tracking.start_run(
+        experiment.dataset,
+        run_name=experiment.name,
+        params=None if resumed_run else experiment.params(),
+        stage=f"train@{experiment.name}",
+        tags={"family": experiment.family, "dataset": experiment.dataset},
+        run_id=resumed_run,
+    ) as run:
+        run_id_file.write_text(run.info.run_id)
+        start = time.perf_counter()
+        numbers = family.train(
+            records,
+            train_dir=staging,
+            history_csv=history_csv,
+            checkpoint_dir=checkpoint_dir,
+            **options,
+        )
+        numbers.setdefault("train_seconds", time.perf_counter() - start)
+        tracking.log_metrics(numbers)
+        history = read_history(history_csv)
+        if history:
+            from kdet.training import plot_history
+
+            tracking.log_figure(plot_history(history, experiment.name), "loss_curves.png")
+        info = {
+            "run_id": run.info.run_id,
+            "experiment": experiment.name,
+            "family": experiment.family,
+            "dataset": experiment.dataset,
+            "class_names": list(records.class_names),
+            "records_sha256": records.fingerprint(),
+        }
+        _write_json(staging / RUN_FILE, info)
+    shutil.rmtree(train_dir, ignore_errors=True)
+    os.replace(staging, train_dir)
+    _write_json(layout.train_metrics(experiment.name), numbers)
+    shutil.rmtree(layout.checkpoints(experiment.name), ignore_errors=True)
+    return numbers
+
+
+def evaluate(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
+    """Evaluate the trained ``experiment`` on the test split and export its SavedModel.
+
+    Writes ``data/metrics/NAME.json``, ``data/plots/NAME/`` (PR curve CSV, figures) and
+    ``data/models/NAME/saved_model``, and logs all of it to the training's MLflow run.
+
+    Returns:
+        The metrics.
+    """
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from kdet import latency
+    from kdet.metrics import write_pr_curves
+
+    layout = Layout(Path(root))
+    family = get_family(experiment.family)
+    records = load_records(experiment, layout)
+    train_dir = layout.train_dir(experiment.name)
+    run_file = train_dir / RUN_FILE
+    if not run_file.exists():
+        raise KdetError(train_dir, f"not trained yet (dvc repro train@{experiment.name})")
+    info = json.loads(run_file.read_text())
+    saved_model = layout.saved_model(experiment.name)
+    result = family.evaluate(
+        records, train_dir=train_dir, saved_model=saved_model, **experiment.evaluate
+    )
+    metrics = dict(result.metrics)
+    if "latency_ms" not in metrics:
+        images = latency.latency_images(records, class_names=result.latency_classes)
+        metrics.update(latency.measure_latency(saved_model, images))
+    _write_json(layout.metrics(experiment.name), metrics)
+    plots = layout.plots(experiment.name)
+    plots.mkdir(parents=True, exist_ok=True)
+    if result.pr_result is not None:
+        write_pr_curves(result.pr_result, plots / "pr_curve.csv")
+    for name, rows in result.tables.items():
+        with open(plots / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
+            writer.writeheader()
+            writer.writerows(rows)
+    for name, figure in result.figures.items():
+        figure.savefig(plots / name, dpi=100)
+
+    tracking.configure()
+    with mlflow.start_run(run_id=info["run_id"]):
+        tracking.log_metrics(flat_metrics(metrics))
+        mlflow.log_dict(metrics, "evaluation/metrics.json")
+        for name, figure in result.figures.items():
+            tracking.log_figure(figure, name)
+            plt.close(figure)
+        tracking.log_saved_model(saved_model)
+    return metrics
+
+
+def publish(experiment: Experiment, *, root: str | os.PathLike = ".", **options) -> dict:
+    """Register the evaluated ``experiment``'s SavedModel in MLflow and move its alias.
+
+    Args:
+        **options: ``alias`` and ``proposals`` of :func:`kdet.serving.publish_saved_model`.
+    """
+    from kdet.serving import publish_saved_model
+
+    layout = Layout(Path(root))
+    family = get_family(experiment.family)
+    return publish_saved_model(
+        layout.saved_model(experiment.name),
+        dataset=experiment.dataset,
+        family=experiment.family,
+        metrics_file=layout.metrics(experiment.name),
+        registered_model=experiment.registered_model_name(),
+        metric=family.rank_by,
+        **options,
+    )
+
+
+def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
+    """A Keras ``CSVLogger`` file as ``{column: [value per epoch]}`` (``{}`` if absent)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = [c for c in (rows[0] if rows else {}) if c != "epoch"]
+    return {c: [_number(r[c]) for r in rows] for c in columns}
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):  # CSVLogger writes "NA" for a value missing that epoch
+        return float("nan")
+
+
+def flat_metrics(metrics: Mapping) -> dict[str, float]:
+    """The numeric leaves of nested metrics, named as ``dvc metrics show`` names them.
+
+    Example:
+        >>> flat_metrics({"mean_iou": 0.9, "per_class": {"airplanes": {"mean_iou": 0.8}},
+        ...               "confusion_matrix": {"labels": ["airplanes"], "counts": [[3]]}})
+        {'mean_iou': 0.9, 'per_class.airplanes.mean_iou': 0.8}
+    """
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in flat_metrics(value).items()})
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def _checkpoint_key(experiment: Experiment, records: RecordSet, init_dir: Path | None) -> str:
+    """A key that changes with anything that would make an old checkpoint wrong."""
+    parts = [experiment.params(), records.fingerprint()]
+    if init_dir is not None:
+        parts.append(json.loads((init_dir / RUN_FILE).read_text())["run_id"])
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, payload: Mapping) -> None:
+    """Write JSON atomically (a temporary file beside ``path``, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)

@@ -1,0 +1,251 @@
+"""The R-CNN, Fast R-CNN and sliding-window families for the experiment runner.
+
+All three train on selective-search proposals of the training images (computed once per
+dataset and setting, cached under ``proposals.cache_dir``, and copied into the model folder
+so evaluation uses the same boxes and search times). R-CNN classifies crops of every
+proposal, Fast R-CNN runs the backbone once and pools every proposal, and the
+sliding-window detector runs the R-CNN classifier over an image pyramid; it trains its own
+classifier, or reuses an R-CNN experiment's (``init_from``).
+
+Example:
+    >>> from kdet.families import get_family
+    >>> get_family("rcnn").defaults["train"]["input_size"]
+    48
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+
+from kdet.datasets.records import RecordSet
+from kdet.export import export_detector, export_proposal_detector
+from kdet.families import Evaluation, Family
+from kdet.metrics import plot_pr_curves
+from kdet.models.rcnn.detector import RCNNDetector
+from kdet.models.rcnn.evaluation import evaluate_detector
+from kdet.models.rcnn.fast_rcnn import FastRCNNDetector, train_fast_rcnn
+from kdet.models.rcnn.proposals import load_proposals, propose_records, save_proposals
+from kdet.models.rcnn.train import train_rcnn_classifier
+from kdet.models.sliding_window import SlidingWindowDetector
+
+MODEL_FILE = "model.keras"
+PROPOSALS_FILE = "proposals.npz"
+SECONDS_FILE = "proposal_seconds.json"
+
+PROPOSAL_DEFAULTS = {
+    "mode": "fast",
+    "max_side": 300,
+    "seed": 0,
+    "processes": 2,
+    "cache_dir": "data/features/proposals",
+}
+CLASSIFIER_DEFAULTS = {
+    "backbone": "small_cnn",
+    "input_size": 48,
+    "epochs": 15,
+    "batch_size": 32,
+    "learning_rate": 0.001,
+    "validation_fraction": 0.1,
+    "augment": True,
+    "seed": 42,
+    "positive_iou": 0.7,
+    "negative_iou": 0.05,
+    "max_positives": 30,
+    "max_negatives": 10,
+}
+DETECTOR_DEFAULTS = {
+    "score_threshold": 0.5,
+    "iou_threshold": 0.3,
+    "max_detections": 20,
+    "max_proposals": None,
+}
+
+
+def cached_proposals(records: RecordSet, train_dir: Path, **setting) -> dict:
+    """Selective search over every image of ``records``, cached across experiments.
+
+    The cache key is the records' fingerprint and the search setting; the result is also
+    copied into ``train_dir`` (``proposals.npz`` + ``proposal_seconds.json``).
+
+    Returns:
+        ``{image: (N, 4) xyxy}`` for every record.
+    """
+    setting = dict(setting)
+    cache_dir = setting.pop("cache_dir")
+    processes = setting.pop("processes")
+    key = json.dumps([records.fingerprint(), sorted(setting.items())])
+    folder = Path(cache_dir) / _short_hash(key)
+    if not (folder / SECONDS_FILE).exists():
+        proposals, timing = propose_records(records, processes=processes, **setting)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".proposals-", dir=folder.parent))
+        save_proposals(staging / PROPOSALS_FILE, proposals)
+        (staging / SECONDS_FILE).write_text(json.dumps(timing["seconds"]))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    for name in (PROPOSALS_FILE, SECONDS_FILE):
+        shutil.copy2(folder / name, Path(train_dir) / name)
+    return load_proposals(Path(train_dir) / PROPOSALS_FILE)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stored_proposals(train_dir: Path) -> tuple[dict, dict]:
+    proposals = load_proposals(Path(train_dir) / PROPOSALS_FILE)
+    seconds = json.loads((Path(train_dir) / SECONDS_FILE).read_text())
+    return proposals, seconds
+
+
+class RCNNFamily(Family):
+    """Selective-search proposals + a CNN classifier of their crops + per-class NMS."""
+
+    name = "rcnn"
+    summary = "selective-search proposals + CNN classifier + NMS"
+    defaults = {
+        "train": {**CLASSIFIER_DEFAULTS, "proposals": PROPOSAL_DEFAULTS},
+        "evaluate": DETECTOR_DEFAULTS,
+    }
+
+    def train(
+        self, records, *, train_dir, history_csv, checkpoint_dir, strategy, init_dir, **options
+    ):
+        proposals = cached_proposals(records, train_dir, **options.pop("proposals"))
+        classifier, info = train_rcnn_classifier(
+            records.split("train"),
+            proposals,
+            checkpoint_dir=checkpoint_dir,
+            history_csv=history_csv,
+            log_to_mlflow=True,
+            strategy=strategy,
+            **options,
+        )
+        classifier.save(Path(train_dir) / MODEL_FILE)
+        history = info["history"]
+        crops = {
+            f"crops.{split}.{label}": n
+            for split, c in info["crops"].items()
+            for label, n in c.items()
+        }
+        accuracy = history.get("val_accuracy", history["accuracy"])[-1]
+        return {"final_loss": history["loss"][-1], "class_accuracy": accuracy, **crops}
+
+    def detector(self, model, **options):
+        """The detector object the evaluation runs (image + proposals -> detections)."""
+        return RCNNDetector(model, **options)
+
+    def evaluate(self, records, *, train_dir, saved_model, **options) -> Evaluation:
+        model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
+        detector = self.detector(model, **options)
+        proposals, seconds = _stored_proposals(train_dir)
+        report = evaluate_detector(
+            detector, records.split("test"), proposals=proposals, proposal_seconds=seconds
+        )
+        export_proposal_detector(saved_model, detector.detect_eager, records.class_names, model)
+        return Evaluation(
+            metrics=report.as_metrics(),
+            figures={"pr_curves.png": plot_pr_curves(report.result)},
+            pr_result=report.result,
+        )
+
+
+class FastRCNNFamily(RCNNFamily):
+    """One backbone pass per image + RoIAlign over the proposals + class and box heads."""
+
+    name = "fast_rcnn"
+    summary = "one backbone pass + RoIAlign over selective-search proposals"
+    history_columns = ("loss", "val_loss", "class_label_loss", "box_delta_loss")
+    defaults = {
+        "train": {
+            "backbone": "small_cnn",
+            "image_size": 192,
+            "pool_size": 7,
+            "dense_units": 256,
+            "epochs": 30,
+            "batch_size": 8,
+            "learning_rate": 0.001,
+            "rois_per_image": 32,
+            "positive_fraction": 0.25,
+            "samples_per_image": 2,
+            "validation_fraction": 0.1,
+            "augment": True,
+            "seed": 42,
+            "proposals": PROPOSAL_DEFAULTS,
+        },
+        "evaluate": {**DETECTOR_DEFAULTS, "regress": True},
+    }
+
+    def train(
+        self, records, *, train_dir, history_csv, checkpoint_dir, strategy, init_dir, **options
+    ):
+        proposals = cached_proposals(records, train_dir, **options.pop("proposals"))
+        model, info = train_fast_rcnn(
+            records.split("train"),
+            proposals,
+            checkpoint_dir=checkpoint_dir,
+            history_csv=history_csv,
+            log_to_mlflow=True,
+            strategy=strategy,
+            **options,
+        )
+        model.save(Path(train_dir) / MODEL_FILE)
+        history = info["history"]
+        accuracy = history.get("val_class_label_accuracy", history["class_label_accuracy"])[-1]
+        return {"final_loss": history["loss"][-1], "class_accuracy": accuracy}
+
+    def detector(self, model, **options):
+        return FastRCNNDetector(model, **options)
+
+
+class SlidingWindowFamily(RCNNFamily):
+    """The R-CNN classifier over an image pyramid of windows + NMS (no proposals)."""
+
+    name = "sliding_window"
+    summary = "the R-CNN classifier over an image pyramid of windows + NMS"
+    defaults = {
+        "train": {**CLASSIFIER_DEFAULTS, "proposals": PROPOSAL_DEFAULTS},
+        "evaluate": {
+            "window_size": [64, 64],
+            "step": 16,
+            "scale": 1.5,
+            "image_side": 300,
+            "score_threshold": 0.5,
+            "iou_threshold": 0.3,
+            "max_detections": 20,
+            "batch_size": 256,
+        },
+    }
+
+    def train(self, records, *, train_dir, init_dir, **kwargs):
+        """Train the window classifier, or take it from the R-CNN experiment ``init_dir``."""
+        if init_dir is None:
+            return super().train(records, train_dir=train_dir, init_dir=None, **kwargs)
+        source = Path(init_dir) / MODEL_FILE
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: no R-CNN classifier to start from")
+        shutil.copy2(source, Path(train_dir) / MODEL_FILE)
+        return {"classifier_from": str(init_dir)}
+
+    def evaluate(self, records, *, train_dir, saved_model, **options) -> Evaluation:
+        classifier = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
+        detector = SlidingWindowDetector(classifier, **options)
+        report = evaluate_detector(detector, records.split("test"))
+        export_detector(saved_model, detector.detect_eager, records.class_names, classifier)
+        return Evaluation(
+            metrics=report.as_metrics(),
+            figures={"pr_curves.png": plot_pr_curves(report.result)},
+            pr_result=report.result,
+        )
+
+
+RCNN = RCNNFamily()
+FAST_RCNN = FastRCNNFamily()
+SLIDING_WINDOW = SlidingWindowFamily()

@@ -1,0 +1,45 @@
+"""DVC stages ``train@NAME``, ``evaluate@NAME``, ``publish@NAME`` (and their ``finetune``
+twins): one step of the experiment ``NAME`` of ``params.yaml`` through the one runner,
+:mod:`kdet.experiment`.
+
+Usage: ``python pipelines/experiment.py train|evaluate|publish NAME``. The row is read from
+``params.yaml: experiments.NAME`` or ``finetune.NAME``; ``publish`` also reads
+``params.yaml: publish``. Prints the step's numbers as one JSON line.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from kdet import experiment
+from kdet.experiment import Experiment, flat_metrics
+
+TABLES = ("experiments", "finetune")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("step", choices=["train", "evaluate", "publish"])
+    parser.add_argument("name")
+    args = parser.parse_args()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    table = next((t for t in TABLES if args.name in (params.get(t) or {})), None)
+    if table is None:
+        raise SystemExit(f"params.yaml: no experiment {args.name!r} in {' or '.join(TABLES)}")
+    exp = Experiment.from_row(args.name, params[table][args.name], f"params.yaml {table}")
+    if args.step == "train":
+        result = experiment.train(exp)
+    elif args.step == "evaluate":
+        result = flat_metrics(experiment.evaluate(exp))
+    else:
+        result = experiment.publish(exp, **params["publish"])
+        out = Path("data/published") / f"{args.name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
