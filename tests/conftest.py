@@ -1,13 +1,35 @@
-"""Test-wide settings: quiet TensorFlow, an absolute KDET_MIRROR, a throwaway MLflow store."""
+"""Test-wide settings: no telemetry, quiet TensorFlow, the dataset mirror, a throwaway
+MLflow store."""
 
 import os
+from pathlib import Path
 
 import pytest
 
+# No test may reach a non-loopback address: DVC analytics and MLflow telemetry are off
+# for this process and, through the inherited environment, for every subprocess. (MLflow
+# reads ``DO_NOT_TRACK`` only when it is "true", hence its own variable as well.)
+NO_TELEMETRY = {
+    "DVC_NO_ANALYTICS": "1",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+os.environ.update(NO_TELEMETRY)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The mirror beside the project checkout: CHECKOUT/../shared/mirror.
+DEFAULT_MIRROR = (REPO_ROOT / ".." / "shared" / "mirror").resolve()
+
+if not os.environ.get("KDET_MIRROR") and DEFAULT_MIRROR.is_dir():
+    # Code under test (and its subprocesses) reads KDET_MIRROR: point it at the default.
+    os.environ["KDET_MIRROR"] = str(DEFAULT_MIRROR)
 if os.environ.get("KDET_MIRROR") and "://" not in os.environ["KDET_MIRROR"]:
     # Tests may chdir; a relative mirror path must keep pointing at the same folder.
     os.environ["KDET_MIRROR"] = os.path.abspath(os.environ["KDET_MIRROR"])
+# The mirror as it was when the tests started: a test deleting KDET_MIRROR for itself
+# (monkeypatch) can still ask for the real one.
+_MIRROR = os.environ.get("KDET_MIRROR", "")
 
 
 @pytest.fixture(autouse=True)
@@ -17,11 +39,36 @@ def isolated_mlflow(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def mirror_or_skip() -> str:
-    """The dataset mirror folder/URL, or skip the test when KDET_MIRROR is unset."""
-    mirror = os.environ.get("KDET_MIRROR")
+def _missing(reason: str):
+    """Fail in CI (``CI`` set), where a missing mirror is a broken setup; skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (tests needing the mirror fail in CI instead of skipping)")
+    pytest.skip(reason)
+
+
+def mirror_path() -> str:
+    """The dataset mirror: a folder or a base URL.
+
+    ``KDET_MIRROR`` when set, else ``shared/mirror`` beside the project checkout
+    (``CHECKOUT/../shared/mirror``). When there is none, the calling test fails in CI
+    (the ``CI`` environment variable is set) and is skipped elsewhere.
+    """
+    mirror = os.environ.get("KDET_MIRROR") or _MIRROR
     if not mirror:
-        pytest.skip(
-            "KDET_MIRROR is not set (point it at the dataset mirror, e.g. ../shared/mirror)"
-        )
+        _missing(f"no dataset mirror: KDET_MIRROR is unset and {DEFAULT_MIRROR} is not a folder")
+    if "://" not in mirror and not os.path.isdir(mirror):
+        _missing(f"no dataset mirror: KDET_MIRROR={mirror} is not a folder")
     return mirror
+
+
+def mirror_folder() -> Path:
+    """:func:`mirror_path` for tests reading the mirror's files directly; skipped when the
+    mirror is a URL."""
+    mirror = mirror_path()
+    if "://" in mirror:
+        pytest.skip(f"this test reads the mirror as a folder, KDET_MIRROR is {mirror}")
+    return Path(mirror)
+
+
+# The former name, kept for callers not yet switched to mirror_path.
+mirror_or_skip = mirror_path

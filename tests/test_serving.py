@@ -105,6 +105,7 @@ def test_models_resolve_from_folder_uri_alias_and_name(toy_model, tmp_path):
 
 
 def free_port() -> int:
+    """A loopback TCP port the OS gave out a moment ago (bound to port 0, then closed)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -156,7 +157,7 @@ def test_scoring_server_answers_a_posted_mirror_image(toy_model, tmp_path):
         start_new_session=True,
     )
     try:
-        wait_until_up(server, url, timeout_s=120)
+        wait_until_up(server, url, timeout_s=300)  # generous: a busy machine is slow
         body = {
             "dataframe_split": {
                 "columns": ["image"],
@@ -169,7 +170,7 @@ def test_scoring_server_answers_a_posted_mirror_image(toy_model, tmp_path):
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=60) as answer:
+        with urllib.request.urlopen(request, timeout=300) as answer:
             predictions = json.loads(answer.read())["predictions"]
     finally:
         stop(server)

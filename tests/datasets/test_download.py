@@ -27,11 +27,10 @@ from kdet.datasets.download import (
     verify_zip,
 )
 from kdet.errors import ArchiveError, DownloadError, ImageError
+from tests.conftest import mirror_folder
 
-MIRROR = Path("/work/shared/mirror")
 RACCOON_URL = "https://github.com/datitran/raccoon_dataset/archive/refs/heads/master.zip"
 BBOX_CSV_URL = "https://storage.googleapis.com/openimages/v5/validation-annotations-bbox.csv"
-needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no dataset mirror at {MIRROR}")
 
 HTML_PAGE = b"<!DOCTYPE html><html><body><h1>503 Service Unavailable</h1></body></html>\n"
 
@@ -41,8 +40,8 @@ class _FaultyHandler(BaseHTTPRequestHandler):
 
     Faults (consumed one per request): ``"cut"`` closes the connection half way through
     the body, ``"short"`` announces 100 more bytes than it sends, ``"ignore_range"``
-    answers 200 with the whole file, ``"stall"`` waits 1 s before answering, or an int
-    HTTP status.
+    answers 200 with the whole file, ``"stall"`` answers nothing until the test ends, or
+    an int HTTP status.
     """
 
     protocol_version = "HTTP/1.1"
@@ -57,7 +56,8 @@ class _FaultyHandler(BaseHTTPRequestHandler):
             self.send_error(fault)
             return
         if fault == "stall":
-            time.sleep(1.0)
+            server.released.wait(timeout=300)  # set when the test ends
+            return
         file = server.root / path.lstrip("/")
         if not file.is_file():
             self.send_error(404)
@@ -101,11 +101,13 @@ def server(tmp_path):
     httpd.root.mkdir()
     httpd.faults = {}
     httpd.log = []
+    httpd.released = threading.Event()
     httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.url = lambda path: f"{httpd.base}/{path}"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield httpd
+    httpd.released.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -113,6 +115,21 @@ def server(tmp_path):
 @pytest.fixture(autouse=True)
 def no_env_mirror(monkeypatch):
     monkeypatch.delenv("KDET_MIRROR", raising=False)
+
+
+@pytest.fixture
+def mirror():
+    """The real dataset mirror folder (no mirror: fails in CI, skips elsewhere)."""
+    return mirror_folder()
+
+
+@pytest.fixture
+def refused_url():
+    """An http URL on a loopback port that refuses connections: bound, never listening,
+    and held for the whole test so no other process can take it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def sha256(path):
@@ -130,7 +147,8 @@ def random_bytes(size, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
 
 
-FAST = {"backoff": 0.001, "timeout": 5.0, "progress": False}
+# No real waits between attempts; a read timeout far above any delay of a busy machine.
+FAST = {"backoff": 0.001, "timeout": 120.0, "progress": False}
 
 
 # ----------------------------------------------------------------------------- resolve_url
@@ -201,13 +219,14 @@ def test_complete_part_answered_416_is_kept(server, tmp_path):
     assert sha256(dest) == sha256(source)
 
 
-def test_404_fails_at_once_naming_the_url(server, tmp_path):
+def test_404_fails_at_once_naming_the_url(server, tmp_path, monkeypatch):
     url = server.url("missing.zip")
-    start = time.monotonic()
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)  # a back-off would show up here
     with pytest.raises(DownloadError, match="404") as caught:
         download(url, tmp_path / "missing.zip", retries=4, backoff=10.0, progress=False)
     assert caught.value.where == url
-    assert time.monotonic() - start < 5.0
+    assert sleeps == []
     assert len(server.log) == 1
     assert not list(tmp_path.glob("missing.zip*"))
 
@@ -252,10 +271,8 @@ def test_timeout_is_a_retryable_failure(server, tmp_path):
         download(server.url("data.bin"), tmp_path / "data.bin", retries=0, backoff=0, timeout=0.2)
 
 
-def test_connection_refused_is_retried_then_named(tmp_path):
-    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}/data.bin"
+def test_connection_refused_is_retried_then_named(tmp_path, refused_url):
+    url = f"{refused_url}/data.bin"
     with pytest.raises(DownloadError, match="failed after 2 attempts") as caught:
         download(url, tmp_path / "data.bin", retries=1, **FAST)
     assert caught.value.where == url
@@ -276,12 +293,11 @@ def test_file_failing_verification_gets_no_final_name(server, tmp_path):
     assert list(tmp_path.iterdir()) == [server.root]
 
 
-@needs_mirror
-def test_mirror_folder_copies_through_verify(tmp_path):
+def test_mirror_folder_copies_through_verify(tmp_path, mirror):
     dest = download(
-        RACCOON_URL, tmp_path / "raccoon.zip", verify=verify_zip, mirror=str(MIRROR), **FAST
+        RACCOON_URL, tmp_path / "raccoon.zip", verify=verify_zip, mirror=str(mirror), **FAST
     )
-    assert sha256(dest) == sha256(MIRROR / RACCOON_URL.removeprefix("https://"))
+    assert sha256(dest) == sha256(mirror / RACCOON_URL.removeprefix("https://"))
 
 
 def test_file_missing_from_mirror_folder_names_url_and_path(tmp_path):
@@ -290,24 +306,22 @@ def test_file_missing_from_mirror_folder_names_url_and_path(tmp_path):
     assert caught.value.where == "https://example.org/x.zip"
 
 
-@needs_mirror
-def test_mirror_served_over_http(server, tmp_path):
-    server.root = MIRROR
+def test_mirror_served_over_http(server, tmp_path, mirror):
+    server.root = mirror
     dest = download(
         RACCOON_URL, tmp_path / "raccoon.zip", verify=verify_zip, mirror=server.base + "/"
     )  # with the default retries, timeout and progress bar
-    assert sha256(dest) == sha256(MIRROR / RACCOON_URL.removeprefix("https://"))
+    assert sha256(dest) == sha256(mirror / RACCOON_URL.removeprefix("https://"))
     assert server.log == [("/" + RACCOON_URL.removeprefix("https://"), None)]
 
 
 # ----------------------------------------------------------------------------- iter_lines
 
 
-@needs_mirror
-def test_iter_lines_from_mirror_folder_and_http_mirror_agree(server):
-    expected = (MIRROR / BBOX_CSV_URL.removeprefix("https://")).read_text().splitlines()
-    server.root = MIRROR
-    assert list(iter_lines(BBOX_CSV_URL, mirror=str(MIRROR), progress=False)) == expected
+def test_iter_lines_from_mirror_folder_and_http_mirror_agree(server, mirror):
+    expected = (mirror / BBOX_CSV_URL.removeprefix("https://")).read_text().splitlines()
+    server.root = mirror
+    assert list(iter_lines(BBOX_CSV_URL, mirror=str(mirror), progress=False)) == expected
     assert list(iter_lines(BBOX_CSV_URL, mirror=server.base, **FAST)) == expected
     assert expected[0].startswith("ImageID,Source,LabelName")
 
@@ -475,9 +489,8 @@ def test_links_inside_the_folder_are_allowed_in_tar(tmp_path):
     assert (tmp_path / "dest/top/hard").read_bytes() == b"alpha"
 
 
-@needs_mirror
-def test_extract_real_mirror_archive(tmp_path):
-    archive = MIRROR / RACCOON_URL.removeprefix("https://")
+def test_extract_real_mirror_archive(tmp_path, mirror):
+    archive = mirror / RACCOON_URL.removeprefix("https://")
     files = extract(archive, tmp_path / "raccoon", members=lambda n: n.endswith(".xml"))
     assert len(files) == 200
     assert all(f.is_file() and f.suffix == ".xml" for f in files)

@@ -1,32 +1,56 @@
-"""An interrupted ``dvc repro`` of a fetch stage completes on the next run, no partial outputs."""
+"""An interrupted ``dvc repro`` leaves no output taken for complete; the next run finishes.
 
+The tests decide when the interruption happens: the fetch stage downloads its archive
+from a loopback mirror that holds the transfer half way until the test has sent its
+signal, and the training script waits after an epoch for the test's go. No outcome
+depends on how fast the machine is.
+"""
+
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
+import numpy as np
 import pytest
 
 import kdet
+from tests.datasets.test_raccoon import MIRROR_PATH, default_files, make_archive
+from tests.scale.processes import project_env
 
 ROOT = Path(kdet.__file__).parents[1]
-NUM_IMAGES = 3000
-DVC_YAML = f"""stages:
-  fetch_shapes:
-    cmd: {sys.executable} {ROOT / "pipelines" / "fetch.py"} shapes
+DEADLINE_S = 300  # generous bound on any one wait: a busy machine is slow, never wrong
+HELD_BYTES = 8 * 65536  # whole download chunks, so the client writes all of them out
+
+FETCH_YAML = f"""stages:
+  fetch_raccoon:
+    cmd: {sys.executable} {ROOT / "pipelines" / "fetch.py"} raccoon
     params:
-      - fetch.shapes
+      - fetch.raccoon
     outs:
-      - data/raw/shapes
+      - data/raw/raccoon
 """
-PARAMS = f"fetch:\n  shapes:\n    num_images: {NUM_IMAGES}\n    image_size: 32\n    seed: 0\n"
+FETCH_PARAMS = "fetch:\n  raccoon:\n    seed: 0\n    progress: false\n"
+ARCHIVE = "data/raw/raccoon/downloads/raccoon_dataset-master.zip"
 
 
-def dvc(*args, cwd, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def dvc_env(tmp_path, **extra):
+    """Settings of DVC and git under ``tmp_path/scratch``; this checkout's ``kdet``."""
+    env = project_env(tmp_path / "project", tmp_path / "scratch")
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def dvc(*args, cwd, env, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "dvc", *args],
         cwd=cwd,
@@ -38,46 +62,151 @@ def dvc(*args, cwd, **kwargs):
     )
 
 
-def run_dvc(*args, cwd):
-    process = dvc(*args, cwd=cwd)
-    output, _ = process.communicate(timeout=300)
+def run_dvc(*args, cwd, env):
+    process = dvc(*args, cwd=cwd, env=env)
+    output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
     return output
 
 
-def test_interrupted_fetch_stage_reruns_to_a_complete_output(tmp_path):
-    run_dvc("init", "--no-scm", "-q", cwd=tmp_path)
-    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
-    (tmp_path / "params.yaml").write_text(PARAMS)
-    images = tmp_path / "data" / "raw" / "shapes" / "images"
-
-    first = dvc("repro", cwd=tmp_path, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not (images.is_dir() and len(os.listdir(images)) >= 50):
-        if first.poll() is not None or time.monotonic() > deadline:
-            first.kill()
-            pytest.fail(f"the stage did not start writing:\n{first.communicate()[0][-3000:]}")
+def wait_until(condition, process, what):
+    """Poll ``condition`` until true; fail early if ``process`` ends, late at the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"{what} did not happen:\n{process.communicate()[0][-3000:]}")
         time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole group
-    first.communicate(timeout=120)
-    assert first.returncode != 0
-    written = len(os.listdir(images))
-    assert written < NUM_IMAGES  # interrupted half way
-    assert not (tmp_path / "data/raw/shapes/records.json").exists()
-    assert not (tmp_path / "dvc.lock").exists()  # DVC recorded nothing
 
-    run_dvc("repro", cwd=tmp_path)
-    out = tmp_path / "data" / "raw" / "shapes"
+
+def interrupt(process, signum, then=lambda: None):
+    """Send ``signum`` to the process group ``process`` leads (as Ctrl-C in a terminal
+    does, or as ``kill -9 -PGID``), call ``then()``; return the output once the whole
+    group is gone."""
+    os.killpg(process.pid, signum)
+    then()
+    try:
+        output, _ = process.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"dvc did not stop on {signal.Signals(signum).name}")
+    deadline = time.monotonic() + DEADLINE_S
+    while True:  # the stage's command leaves with its parent, not necessarily at once
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return output
+        assert time.monotonic() < deadline, "the stage's process outlived dvc"
+        time.sleep(0.05)
+
+
+class _HoldingHandler(BaseHTTPRequestHandler):
+    """Serves ``server.root`` with Range support. The first request of ``server.held``
+    gets ``HELD_BYTES`` of the body, then the connection stays silent until
+    ``server.released`` is set and closes; later requests wait for the release."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        server = self.server
+        path = unquote(self.path.split("?", 1)[0])
+        server.log.append((path, self.headers.get("Range")))
+        first = path == server.held and not server.holding.is_set()
+        if path == server.held and not first:
+            server.released.wait(DEADLINE_S)
+        file = server.root / path.lstrip("/")
+        if not file.is_file():
+            self.send_error(404)
+            return
+        data = file.read_bytes()
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        start = int(match[1]) if match else 0
+        if start:
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if first:
+            server.holding.set()
+            self.wfile.write(data[:HELD_BYTES])
+            self.wfile.flush()
+            server.released.wait(DEADLINE_S)
+            self.close_connection = True
+            return
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def holding_mirror(tmp_path):
+    """A loopback mirror holding a fake raccoon archive (``.archive``) at ``.base``."""
+    root = tmp_path / "mirror"
+    files = default_files()
+    files["filler.bin"] = np.random.default_rng(0).bytes(4 * HELD_BYTES)  # not extracted
+    archive = make_archive(root, files)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HoldingHandler)
+    httpd.daemon_threads = True
+    httpd.root, httpd.archive, httpd.held, httpd.log = root, archive, "/" + MIRROR_PATH, []
+    httpd.holding, httpd.released = threading.Event(), threading.Event()
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.released.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_fetch_stage_reruns_to_a_complete_output(tmp_path, holding_mirror, signum):
+    project = tmp_path / "project"
+    project.mkdir()
+    env = dvc_env(tmp_path, KDET_MIRROR=holding_mirror.base)
+    run_dvc("init", "--no-scm", "-q", cwd=project, env=env)
+    (project / "dvc.yaml").write_text(FETCH_YAML)
+    (project / "params.yaml").write_text(FETCH_PARAMS)
+    out = project / "data" / "raw" / "raccoon"
+    part = project / (ARCHIVE + ".part")
+
+    first = dvc("repro", cwd=project, env=env, start_new_session=True)
+    # The mirror now holds the rest of the archive: the stage cannot finish on its own.
+    wait_until(
+        lambda: part.is_file() and part.stat().st_size == HELD_BYTES,
+        first,
+        "the stage writing the first half of the archive",
+    )
+    output = interrupt(first, signum, then=holding_mirror.released.set)
+    assert first.returncode != 0, output[-3000:]
+    assert part.stat().st_size == HELD_BYTES  # interrupted half way ...
+    assert not (project / ARCHIVE).exists()  # ... and the archive never got its name
+    assert not (out / "records.json").exists()
+    assert not (project / "dvc.lock").exists()  # DVC recorded nothing ...
+    cache = project / ".dvc" / "cache"
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # ... and cached nothing
+
+    run_dvc("repro", cwd=project, env=env)
     records = json.loads((out / "records.json").read_text())
-    assert len(records["records"]) == NUM_IMAGES
-    assert sorted(os.listdir(images)) == [f"shape-{i:05d}.png" for i in range(NUM_IMAGES)]
+    assert len(records["records"]) == 5
+    assert sha256(project / ARCHIVE) == sha256(holding_mirror.archive)
+    assert sorted(p.name for p in (out / "raccoon_dataset-master" / "images").iterdir()) == [
+        f"raccoon-{n}.jpg" for n in range(1, 6)
+    ]
     assert not [p for p in out.rglob("*") if p.name.endswith((".part", ".tmp", ".partial"))]
-    assert "up to date" in run_dvc("status", cwd=tmp_path)
+    assert "up to date" in run_dvc("status", cwd=project, env=env)
 
 
 TRAIN_YAML = f"""stages:
   train_toy:
-    cmd: {sys.executable} {Path(__file__).with_name("train_script.py")} data/models/toy 30
+    cmd: {sys.executable} {Path(__file__).with_name("train_script.py")} data/models/toy 30 2
     outs:
       - data/models/toy/ckpt:
           persist: true
@@ -89,30 +218,24 @@ TRAIN_YAML = f"""stages:
 @pytest.mark.slow
 def test_rerun_of_an_interrupted_training_stage_resumes_from_its_checkpoint(tmp_path):
     """The checkpoint folder is a ``persist: true`` out, so DVC keeps it for the re-run."""
-    run_dvc("init", "--no-scm", "-q", cwd=tmp_path)
-    (tmp_path / "dvc.yaml").write_text(TRAIN_YAML)
-    folder = tmp_path / "data" / "models" / "toy"
+    project = tmp_path / "project"
+    project.mkdir()
+    env = dvc_env(tmp_path)
+    run_dvc("init", "--no-scm", "-q", cwd=project, env=env)
+    (project / "dvc.yaml").write_text(TRAIN_YAML)
+    folder = project / "data" / "models" / "toy"
     folder.mkdir(parents=True)
 
-    first = dvc("repro", cwd=tmp_path, start_new_session=True)
-    deadline = time.monotonic() + 180
-    progress = folder / "progress"
-    while not (progress.exists() and progress.read_text() and int(progress.read_text()) >= 2):
-        if first.poll() is not None or time.monotonic() > deadline:
-            first.kill()
-            pytest.fail(f"training did not start:\n{first.communicate()[0][-3000:]}")
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGINT)
-    first.communicate(timeout=120)
-    assert first.returncode != 0
-    while not (folder / "interrupted.json").exists():  # the script saves, then exits
-        assert time.monotonic() < deadline, "the interrupted script did not stop"
-        time.sleep(0.05)
-    stopped_at = json.loads((folder / "interrupted.json").read_text())["epoch"]
-    assert not (tmp_path / "dvc.lock").exists()
+    first = dvc("repro", cwd=project, env=env, start_new_session=True)
+    # The script waits after epoch 2 until the file "go" exists: the signal comes first.
+    wait_until(lambda: (folder / "paused").exists(), first, "training reaching epoch 2")
+    output = interrupt(first, signal.SIGINT, then=(folder / "go").touch)
+    assert first.returncode != 0, output[-3000:]
+    stopped = json.loads((folder / "interrupted.json").read_text())
+    assert stopped["epoch"] == 2  # the epoch running when the signal came was finished
+    assert not (project / "dvc.lock").exists()
 
-    run_dvc("repro", cwd=tmp_path)
+    run_dvc("repro", cwd=project, env=env)
     result = json.loads((folder / "result.json").read_text())
-    assert result["epochs"][0] == stopped_at
-    assert result["epochs"][-1] == 29
-    assert "up to date" in run_dvc("status", cwd=tmp_path)
+    assert result["epochs"] == list(range(2, 30))
+    assert "up to date" in run_dvc("status", cwd=project, env=env)

@@ -13,13 +13,18 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from tests.conftest import NO_TELEMETRY
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The test's environment with this checkout's ``kdet`` first on ``PYTHONPATH``."""
+    """The test's environment with this checkout's ``kdet`` first on ``PYTHONPATH``, and
+    DVC analytics and MLflow telemetry off (:data:`tests.conftest.NO_TELEMETRY`) whatever
+    the test's own environment says."""
     env = dict(os.environ)
+    env.update(NO_TELEMETRY)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PATH"] = os.pathsep.join((str(VENV_BIN), env.get("PATH", "")))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -24,13 +24,28 @@ def test_benchmark_reports_both_ways_and_picks_a_setting(square_records):
         others={"windows": lambda image: tutorial_detect(classifier, image, max_proposals=5)},
     )
     assert set(results["tutorial"]) == {"latency_ms", "mAP50", "mAP"}
-    assert len(results["kdet"]) == 2 and results["tutorial"]["mAP50"] > 0.5
     assert set(results["others"]["windows"]) == {"latency_ms", "mAP50", "mAP"}
-    if results["best"] is not None:
-        assert results["best"]["mAP50"] >= results["tutorial"]["mAP50"]
-        assert (
-            results["speedup"] == results["tutorial"]["latency_ms"] / results["best"]["latency_ms"]
-        )
+    # Every way finds each bright square, so both kdet settings qualify and a best exists;
+    # which one is fastest depends on the machine, the rule that picks it does not.
+    assert results["tutorial"]["mAP50"] == 1.0
+    assert [run["mAP50"] for run in results["kdet"]] == [1.0, 1.0]
+    best = results["best"]
+    assert best in results["kdet"]
+    assert best["latency_ms"] == min(run["latency_ms"] for run in results["kdet"])
+    assert results["speedup"] == results["tutorial"]["latency_ms"] / best["latency_ms"]
+
+
+def test_benchmark_without_a_setting_as_good_as_the_tutorial_has_no_best(square_records):
+    """The documented outcome when no kdet setting reaches the tutorial's mAP@0.5."""
+    results = run_benchmark(
+        brightness_classifier(16),
+        square_records,
+        kdet_settings=[{"mode": "fast", "max_side": 32, "max_proposals": 0}],  # finds nothing
+        score_threshold=0.9,
+    )
+    assert results["tutorial"]["mAP50"] == 1.0
+    assert [run["mAP50"] for run in results["kdet"]] == [0.0]
+    assert results["best"] is None and results["speedup"] is None
 
 
 def test_other_detectors_need_their_own_names(square_records):
