@@ -38,7 +38,8 @@ from kdet.errors import AnnotationError
 def _json_files(path: Path) -> list[tuple[Path, str | None, str | None]]:
     """``(json, split, raw split folder name)`` triples found at ``path``."""
     if path.is_file():
-        return [(path, None, None)]
+        raw = path.stem.removeprefix("instances_") if path.stem.startswith("instances_") else None
+        return [(path, None, raw)]
     found = sorted(path.glob("instances_*.json")) or sorted(
         (path / "annotations").glob("instances_*.json")
     )
