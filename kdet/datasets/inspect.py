@@ -232,7 +232,6 @@ def check_dataset(
 
     if format is not None and format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
-    options.setdefault("progress", True)
     temporary = None
     if out_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="kdet-check-")
@@ -245,7 +244,10 @@ def check_dataset(
             else:
                 if format is None:
                     local = resolve_source(
-                        text, out_dir, mirror=options.get("mirror"), progress=options["progress"]
+                        text,
+                        out_dir,
+                        mirror=options.get("mirror"),
+                        progress=options.get("progress", True),
                     )
                     format = detect_format(local)
                     text = os.fspath(local)

@@ -89,3 +89,8 @@ def test_check_dataset_exit_codes(tmp_path):
     assert code == EXIT_ERROR and "cannot tell the dataset format" in report["error"]
     with pytest.raises(ValueError, match="format must be one of"):
         check_dataset(source, format="csv")
+
+
+def test_check_dataset_fetches_a_built_in(tmp_path):
+    report, code = check_dataset("shapes", num_images=10, image_size=64)
+    assert code == EXIT_OK and report["images"]["total"] == 10 and report["format"] is None
