@@ -224,7 +224,7 @@ def check_dataset(
 
     Example:
         >>> report, code = check_dataset("datasets/coco8", format="yolo")  # doctest: +SKIP
-        >>> code
+        >>> code  # doctest: +SKIP
         0
     """
     from kdet.datasets import BUILT_IN, FORMATS, SOURCES
