@@ -10,8 +10,9 @@ Accepted layouts of ``path``:
   holding image + XML pairs (same stem, in any sub-folders);
 - one folder of image + XML pairs (any sub-folders; split by ``fractions``).
 
-An XML is paired with the image of the same stem in its folder, else with its
-``<filename>``, else with the only image of that stem anywhere under the folder.
+An XML is paired with the image of the same stem in its folder, else with the only
+image of that stem anywhere under the folder (VOC's ids), else with its ``<filename>``
+(labelling tools often copy a stale ``<filename>``, so it comes last).
 ``difficult`` and ``truncated`` objects are kept (kdet trains on difficult objects);
 their numbers are in the import report. A DTD or entity declaration always stops the
 import (hostile XML), as does XML that is not well-formed.
@@ -154,10 +155,10 @@ def _pairs(folder: Path, xmls: list[Path], images: list[Path], report) -> list[t
         annotation = parse_voc(xml)
         same = [i for i in by_stem.get(xml.stem, []) if i.parent == xml.parent]
         image = same[0] if same else None
-        if image is None and annotation.filename:
-            image = by_name.get(Path(annotation.filename.strip()).name)
         if image is None and len(by_stem.get(xml.stem, [])) == 1:
             image = by_stem[xml.stem][0]
+        if image is None and annotation.filename:
+            image = by_name.get(Path(annotation.filename.strip()).name)
         if image is None:
             report.add(
                 "skipped",

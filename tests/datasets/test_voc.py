@@ -181,3 +181,18 @@ def test_parse_voc_reads_flags_and_floats(tmp_path):
     parsed = voc.parse_voc(xml)
     assert parsed.boxes == [[1.5, 2.0, 30.0, 40.25]]
     assert (parsed.width, parsed.difficult, parsed.truncated) == (None, [True], [False])
+
+
+def test_stale_filename_does_not_steal_another_image(tmp_path):
+    source = tmp_path / "src"
+    _pairs(source / "train", range(3))
+    _pairs(source / "test", range(3, 5))
+    xml = source / "train" / "s1.xml"
+    xml.write_text(xml.read_text().replace("<filename>s1.jpg", "<filename>s0.jpg"))
+    (source / "train" / "s2.jpg").rename(source / "train" / "other.jpg")
+    xml = source / "train" / "s2.xml"
+    xml.write_text(xml.read_text().replace("<filename>s2.jpg", "<filename>other.jpg"))
+    records = voc.fetch(tmp_path / "out", path=source, progress=False)
+    found = by_name(records)
+    assert sorted(found) == ["other.jpg", "s0.jpg", "s1.jpg", "s3.jpg", "s4.jpg"]
+    assert all(r.boxes for r in records.records)
