@@ -196,3 +196,16 @@ def test_stale_filename_does_not_steal_another_image(tmp_path):
     found = by_name(records)
     assert sorted(found) == ["other.jpg", "s0.jpg", "s1.jpg", "s3.jpg", "s4.jpg"]
     assert all(r.boxes for r in records.records)
+
+
+def test_every_imported_image_feeds_the_pipeline(imported):
+    from kdet.data import build_pipeline, from_records
+
+    records, _, _ = imported
+    seen = 0
+    for split in ("train", "test"):
+        data = from_records(records.split(split))
+        for batch in build_pipeline(data, image_size=(64, 64), batch_size=16):
+            assert batch["images"].shape[1:] == (64, 64, 3)
+            seen += batch["images"].shape[0]
+    assert seen == len(records)
