@@ -1,9 +1,15 @@
 """Dataset sources, one module each, all returning a :class:`RecordSet`.
 
-``fetch(name, out_dir, **options)`` downloads (or generates) a dataset into ``out_dir``:
+``fetch(source, out_dir, **options)`` downloads (or generates) a dataset into ``out_dir``:
 archives and CSVs under ``out_dir/downloads/``, images under ``out_dir/``, the records
 in ``out_dir/records.json``. A second call reuses the downloads. Set ``KDET_MIRROR`` (or
 pass ``mirror=``) to read from a mirror instead of the canonical addresses.
+
+Besides the built-in datasets, ``source`` may be a format of a dataset the user brings:
+``voc``, ``coco``, ``yolo`` or ``tfds``, with ``path=`` (a folder, a file, an
+``https://`` archive, or for ``tfds`` a TFDS name). The images are copied (hard-linked
+where possible) into ``out_dir/images/`` and ``out_dir/import_report.json`` says what
+was repaired or skipped (see :mod:`kdet.datasets.folder`).
 
 Example:
     >>> from kdet.datasets import fetch
@@ -16,7 +22,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from kdet.datasets import caltech101, open_images, raccoon, shapes
+from kdet.datasets import caltech101, coco, open_images, raccoon, shapes, tfds_source, voc, yolo
+from kdet.datasets.folder import detect_format
 from kdet.datasets.records import RecordSet
 
 SOURCES: dict[str, Callable[..., RecordSet]] = {
@@ -24,25 +31,37 @@ SOURCES: dict[str, Callable[..., RecordSet]] = {
     "raccoon": raccoon.fetch,
     "open_images": open_images.fetch,
     "shapes": shapes.fetch,
+    "voc": voc.fetch,
+    "coco": coco.fetch,
+    "yolo": yolo.fetch,
+    "tfds": tfds_source.fetch,
 }
+BUILT_IN = ("caltech101", "raccoon", "open_images", "shapes")
+FORMATS = ("voc", "coco", "yolo", "tfds")
+
+__all__ = ["BUILT_IN", "FORMATS", "SOURCES", "RecordSet", "detect_format", "fetch"]
 
 
-def fetch(name: str, out_dir: str | os.PathLike, **options) -> RecordSet:
-    """Fetch the dataset ``name`` into ``out_dir`` and return its saved records.
+def fetch(source: str, out_dir: str | os.PathLike, /, **options) -> RecordSet:
+    """Fetch the dataset ``source`` into ``out_dir`` and return its saved records.
 
     Args:
-        name: one of ``SOURCES`` (``caltech101``, ``raccoon``, ``open_images``, ``shapes``).
+        source: one of ``SOURCES``: a built-in dataset (``caltech101``, ``raccoon``,
+            ``open_images``, ``shapes``) or a format (``voc``, ``coco``, ``yolo``,
+            ``tfds``) whose ``path=`` option names the data.
         out_dir: dataset folder.
         **options: keyword arguments of the source's ``fetch`` (e.g. ``categories=`` for
-            ``caltech101``, ``classes=``/``split=`` for ``open_images``).
+            ``caltech101``, ``classes=``/``split=`` for ``open_images``; ``path=``,
+            ``fractions=``, ``seed=``, ``classes=``, ``on_invalid=`` for the formats).
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the choices).
+        ValueError: unknown ``source`` (the message lists the choices).
 
     Example:
         >>> fetch("raccoon", "data/raccoon").summary()["boxes"]  # doctest: +SKIP
         217
+        >>> fetch("yolo", "data/raw/mine", path="datasets/mine/data.yaml")  # doctest: +SKIP
     """
-    if name not in SOURCES:
-        raise ValueError(f"Unknown dataset {name!r}. Choices: {sorted(SOURCES)}")
-    return SOURCES[name](out_dir, **options)
+    if source not in SOURCES:
+        raise ValueError(f"Unknown dataset {source!r}. Choices: {sorted(SOURCES)}")
+    return SOURCES[source](out_dir, **options)

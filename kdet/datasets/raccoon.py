@@ -24,14 +24,9 @@ Example:
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import defusedxml
-import defusedxml.ElementTree
 
 from kdet.datasets import download as dl
 from kdet.datasets.checks import (
@@ -42,6 +37,7 @@ from kdet.datasets.checks import (
     skip_or_raise,
 )
 from kdet.datasets.records import Record, RecordSet, assign_splits
+from kdet.datasets.voc import VocAnnotation, parse_voc  # noqa: F401 (re-exported)
 from kdet.errors import AnnotationError
 
 logger = logging.getLogger(__name__)
@@ -51,80 +47,6 @@ TOP = "raccoon_dataset-master"
 CLASS_NAMES = ("raccoon",)
 SPLIT_FILES = {"train": "data/train_labels.csv", "test": "data/test_labels.csv"}
 _KEPT = ("images/", "annotations/", "data/", "LICENSE", "README.md")
-
-
-@dataclasses.dataclass
-class VocAnnotation:
-    """The parts of a Pascal VOC file kdet uses.
-
-    Attributes:
-        filename: the ``<filename>`` element (``None`` when absent).
-        width: ``<size><width>`` (``None`` when absent).
-        height: ``<size><height>`` (``None`` when absent).
-        names: class name per object.
-        boxes: ``[xmin, ymin, xmax, ymax]`` per object, as written.
-    """
-
-    filename: str | None
-    width: int | None
-    height: int | None
-    names: list[str]
-    boxes: list[list[float]]
-
-
-def _number(element, tag: str, path) -> float | None:
-    text = element.findtext(tag)
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise AnnotationError(path, f"<{tag}> is not a number: {text!r}") from None
-
-
-def parse_voc(xml_path: str | os.PathLike) -> VocAnnotation:
-    """Parse one Pascal VOC annotation file with ``defusedxml``.
-
-    Raises:
-        AnnotationError: the file is missing, not well-formed XML, declares a DTD or
-            entities, is not an ``<annotation>``, or an object lacks a name or a
-            4-number ``<bndbox>``.
-
-    Example:
-        >>> parse_voc("annotations/raccoon-1.xml").boxes  # doctest: +SKIP
-        [[81.0, 88.0, 522.0, 408.0]]
-    """
-    try:
-        root = defusedxml.ElementTree.parse(
-            xml_path, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        ).getroot()
-    except FileNotFoundError:
-        raise AnnotationError(xml_path, "annotation file is missing") from None
-    except defusedxml.DefusedXmlException as err:
-        raise AnnotationError(xml_path, f"refused hostile XML ({type(err).__name__})") from None
-    except ET.ParseError as err:
-        raise AnnotationError(xml_path, f"not well-formed XML ({err})") from None
-    if root.tag != "annotation":
-        raise AnnotationError(xml_path, f"root element is <{root.tag}>, expected <annotation>")
-    width = _number(root, "size/width", xml_path)
-    height = _number(root, "size/height", xml_path)
-    names, boxes = [], []
-    for obj in root.iter("object"):
-        name = (obj.findtext("name") or "").strip()
-        if not name:
-            raise AnnotationError(xml_path, "an <object> has no <name>")
-        box = [_number(obj, f"bndbox/{tag}", xml_path) for tag in ("xmin", "ymin", "xmax", "ymax")]
-        if any(v is None for v in box):
-            raise AnnotationError(xml_path, f"object {name!r} lacks a complete <bndbox>")
-        names.append(name)
-        boxes.append(box)
-    return VocAnnotation(
-        root.findtext("filename"),
-        int(width) if width is not None else None,
-        int(height) if height is not None else None,
-        names,
-        boxes,
-    )
 
 
 def read_split(csv_path: str | os.PathLike) -> set[str]:

@@ -18,14 +18,24 @@ def real_mirror(monkeypatch):
 
 
 def test_registry_names_every_source():
-    assert sorted(SOURCES) == ["caltech101", "open_images", "raccoon", "shapes"]
+    assert sorted(SOURCES) == [
+        "caltech101",
+        "coco",
+        "open_images",
+        "raccoon",
+        "shapes",
+        "tfds",
+        "voc",
+        "yolo",
+    ]
+    modules = {"tfds": "tfds_source"}
     for name, function in SOURCES.items():
-        assert function.__module__ == f"kdet.datasets.{name}"
+        assert function.__module__ == f"kdet.datasets.{modules.get(name, name)}"
 
 
 def test_unknown_name_lists_the_choices(tmp_path):
-    with pytest.raises(ValueError, match=r"'coco'. Choices: \['caltech101', 'open_images'"):
-        fetch("coco", tmp_path)
+    with pytest.raises(ValueError, match=r"'pascal'. Choices: \['caltech101', 'coco'"):
+        fetch("pascal", tmp_path)
 
 
 def test_fetch_passes_options(tmp_path):
