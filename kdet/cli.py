@@ -17,8 +17,9 @@ import json
 import sys
 import textwrap
 
+from kdet.datasets import BUILT_IN, FORMATS
 from kdet.errors import KdetError
-from kdet.families import FAMILIES, get_family
+from kdet.families import family_names, get_family
 
 
 def _fetch(args: argparse.Namespace) -> dict:
@@ -33,6 +34,7 @@ def _fetch(args: argparse.Namespace) -> dict:
         "image_size": args.image_size,
         "seed": args.seed,
         "mirror": args.mirror,
+        "path": args.path,
     }
     options = {k: v for k, v in options.items() if v is not None}
     out = args.out or f"data/raw/{args.name}"
@@ -50,19 +52,90 @@ def _prepare(args: argparse.Namespace) -> dict:
 
 
 def _family_command(args: argparse.Namespace) -> dict:
-    from kdet.stages import describe_stage, run_stage
+    from kdet import experiment, stages
     from kdet.tracking import project_root
 
     family = get_family(args.family)
-    stage = family.stage(args.command, args.dataset)
-    root = project_root()
     if args.describe:
-        print(describe_stage(stage, root), file=sys.stderr)
-        return {"family": args.family, "stage": stage}
-    result = {"family": args.family, **run_stage(stage, args.set or [], root=root)}
+        print(stages.describe_family(args.family), file=sys.stderr)
+        return {"family": args.family}
+    options = dict(stages.qualify_option(text, family.defaults) for text in args.set or [])
+    root = project_root()
+    data = args.data or _default_dataset(root, args.family)
+    row = stages.find_row(root, args.family, data) if stages.is_project(root) else None
+    if row is not None and args.name is None:
+        table, name = row
+        step = "evaluate" if args.command == "export" else args.command
+        sets = [
+            f"{table}.{name}.{stages.qualify_option(text, family.defaults)[0]}="
+            + text.partition("=")[2]
+            for text in args.set or []
+        ]
+        metrics = [
+            f"data/metrics/{name}_train.json" if step == "train" else f"data/metrics/{name}.json"
+        ]
+        result = stages.run_stage(
+            stages.stage_name(table, name, step), sets, root=root, metrics=metrics
+        )
+        result["experiment"] = name
+    else:
+        dataset = _import_dataset(root, data, args.format)
+        name = args.name or f"{args.family}_{dataset}"
+        row = {"family": args.family, "dataset": dataset, "train": {}, "evaluate": {}}
+        for group, values in stages.nest(options).items():
+            row[group] = values
+        exp = experiment.Experiment.from_row(name, row, "kdet " + args.command)
+        layout = experiment.Layout(root)
+        trained = (layout.train_dir(name) / experiment.RUN_FILE).exists()
+        result = {"experiment": name, "dataset": dataset}
+        if args.command == "train" or not trained:
+            result["train"] = experiment.train(exp, root=root)
+        if args.command != "train":
+            result["metrics"] = experiment.flat_metrics(experiment.evaluate(exp, root=root))
     if args.command == "export":
-        result["saved_model"] = str(root / family.path("saved_model", args.dataset))
-    return result
+        result["saved_model"] = str(experiment.Layout(root).saved_model(result["experiment"]))
+    return {"family": args.family, **result}
+
+
+def _default_dataset(root, family: str) -> str:
+    from kdet.stages import TABLES, read_params
+
+    params = read_params(root)
+    for table in TABLES:
+        for row in (params.get(table) or {}).values():
+            if isinstance(row, dict) and row.get("family") == family:
+                return row["dataset"]
+    raise ValueError(f"--data: give a dataset name or folder (no experiment of {family!r} here)")
+
+
+def _import_dataset(root, data: str, data_format: str | None) -> str:
+    """The dataset name of ``data`` (a dataset name or a path), imported if not yet."""
+    from pathlib import Path
+
+    from kdet.datasets import BUILT_IN, detect_format, fetch
+    from kdet.experiment import Layout
+    from kdet.stages import dataset_slug, read_params
+
+    configured = read_params(root).get("datasets") or {}
+    if data in configured or (data in BUILT_IN and data_format is None):
+        name = data
+        options = dict(configured.get(name) or {"source": name})
+        source = options.pop("source", name)
+    elif data_format == "tfds" or "://" in data:
+        if data_format is None:
+            raise ValueError(f"--data {data}: give --format voc|coco|yolo for an archive URL")
+        name, source, options = dataset_slug(data), data_format, {"path": data}
+    else:
+        if not Path(data).exists():
+            raise FileNotFoundError(f"--data {data}: no such dataset name, folder or file")
+        name = dataset_slug(data)
+        source = data_format or detect_format(data)
+        options = {"path": str(Path(data).resolve())}
+    folder = Layout(root).records(name)
+    if not (folder / "records.json").exists():
+        summary = fetch(source, folder, **options).summary()
+        print(f"kdet: imported {data} as dataset {name!r}: {json.dumps(summary)}", file=sys.stderr)
+    return name
 
 
 def _publish(args: argparse.Namespace) -> dict:
@@ -111,36 +184,56 @@ def _predict(args: argparse.Namespace) -> dict:
 
 
 def _add_family_command(commands, command: str, help_text: str, description: str) -> None:
-    available = "\n".join(
-        f"  {name:16} {f.summary} (datasets: {', '.join(f.datasets)})"
-        for name, f in sorted(FAMILIES.items())
-    )
+    available = "\n".join(f"  {name:16} {get_family(name).summary}" for name in family_names())
     parser = commands.add_parser(
         command,
         help=help_text,
         description=textwrap.fill(description, 88),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"families:\n{available or '  (none registered yet)'}\n\n"
-        f"examples:\n"
-        f"  kdet {command} FAMILY --describe           # its DVC stage and parameters\n"
-        f"  kdet {command} FAMILY --dataset raccoon    # dvc repro of that stage\n"
-        f"  kdet {command} FAMILY --set epochs=2       # dvc exp run -S GROUP.epochs=2",
+        epilog=f"families:\n{available}\n\n"
+        "examples:\n"
+        f"  kdet {command} yolov8 --describe                 # its options and defaults\n"
+        f"  kdet {command} yolov8 --data raccoon             # a built-in dataset\n"
+        f"  kdet {command} yolov8 --data ~/data/my_voc       # Pascal VOC folder\n"
+        f"  kdet {command} fast_rcnn --data instances_train.json    # COCO JSON\n"
+        f"  kdet {command} yolov8 --data my_yolo/data.yaml --set epochs=30\n"
+        f"  kdet {command} yolov8 --data voc/2007 --format tfds\n"
+        "inside a kdet project, a family and dataset with a row in params.yaml run that\n"
+        "row's DVC stage (dvc repro, or dvc exp run -S with --set); anything else runs\n"
+        "the same runner directly and logs to ./mlflow.db.",
     )
     parser.add_argument("family", help="model family name (listed below)")
-    parser.add_argument("--dataset", help="dataset to run on (default: the family's first)")
+    parser.add_argument(
+        "--data",
+        "--dataset",
+        help="a dataset name (params.yaml datasets, or built-in: caltech101, raccoon, "
+        "open_images, shapes), a VOC/COCO/YOLO folder or file, or a TFDS name with "
+        "--format tfds (default: the dataset of the family's first experiment row)",
+    )
+    parser.add_argument("--format", choices=FORMATS, help="format of --data (default: guessed)")
+    parser.add_argument("--name", help="experiment name (default: FAMILY_DATASET)")
     parser.add_argument(
         "--set",
         metavar="KEY=VALUE",
         action="append",
-        help="change one parameter of the stage and run it as a DVC experiment; "
-        "KEY as listed by --describe; repeatable",
+        help="change one option (as listed by --describe, e.g. epochs=2 or "
+        "evaluate.batch_size=4); repeatable",
     )
     parser.add_argument(
         "--describe",
         action="store_true",
-        help="print the stage's command, parameters and outputs (to stderr) and exit",
+        help="print the family's options and defaults (to stderr) and exit",
     )
     parser.set_defaults(run=_family_command)
+
+
+def _data_check(args: argparse.Namespace) -> dict:
+    from kdet.datasets.inspect import check_dataset, format_report
+
+    report, code = check_dataset(args.dataset, format=args.format)
+    print(format_report(report), file=sys.stderr)
+    report["exit_code"] = code
+    return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         "extract it safely, write records.json and print "
         '{"images": N, "boxes": M, "classes": {name: boxes}} on stdout.',
     )
-    fetch.add_argument("name", choices=["caltech101", "raccoon", "open_images", "shapes"])
+    fetch.add_argument("name", choices=[*BUILT_IN, *FORMATS], help="built-in dataset or format")
+    fetch.add_argument("--path", help="voc/coco/yolo: folder, file or https archive; tfds: name")
     fetch.add_argument("--out", help="dataset folder (default: data/raw/NAME)")
     fetch.add_argument("--categories", nargs="+", help="caltech101: image folder names")
     fetch.add_argument("--classes", nargs="+", help="open_images: class display names")
@@ -168,6 +262,24 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--seed", type=int, help="seed of generated data and splits")
     fetch.add_argument("--mirror", help="a mirror folder or base URL (default: $KDET_MIRROR)")
     fetch.set_defaults(run=_fetch)
+
+    data = commands.add_parser("data", help="inspect a dataset before training on it")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    check = data_commands.add_parser(
+        "check",
+        help="import a dataset and report what a user checks first",
+        description=textwrap.fill(
+            "Import a dataset (a built-in name, a VOC/COCO/YOLO folder or file, or a TFDS name "
+            "with --format tfds) into a temporary folder and print images and boxes per split "
+            "and class, a box-size histogram, the images skipped or repaired and why, and "
+            "fatal problems (stderr; the report as JSON on stdout). Exit status 1 on a fatal "
+            "problem, 2 when the import failed.",
+            88,
+        ),
+    )
+    check.add_argument("dataset", help="dataset name, folder, file or TFDS name")
+    check.add_argument("--format", choices=FORMATS, help="default: guessed from the files")
+    check.set_defaults(run=_data_check)
 
     prepare = commands.add_parser(
         "prepare",
@@ -188,26 +300,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_family_command(
         commands,
         "train",
-        "train a model family (runs its DVC train stage)",
-        "Train one model family by running its DVC train stage, i.e. exactly what "
-        "`dvc repro` runs, with the parameters of params.yaml; --set changes some of them "
-        "and runs `dvc exp run -S` instead (the run is a DVC experiment, and params.yaml "
-        "keeps the new values as after any `dvc exp run`). Fetches the dataset first if needed. "
-        "Prints the stage's metrics as JSON; the MLflow run lands in the dataset's experiment.",
+        "train a model family on a dataset (yours or a built-in one)",
+        "Train one model family on a dataset: a built-in one, a dataset of params.yaml, or "
+        "your own labelled images (Pascal VOC folder, COCO JSON, Ultralytics YOLO data.yaml, "
+        "TFDS name), imported into data/raw/NAME on first use. Inside a kdet project a row of "
+        "params.yaml for the family and dataset runs its DVC stage (`dvc repro`, or "
+        "`dvc exp run -S` with --set); otherwise kdet's experiment runner runs directly. "
+        "Training checkpoints every epoch and resumes when run again after an interruption. "
+        "Prints the training numbers as JSON; the MLflow run lands in the dataset's experiment.",
     )
     _add_family_command(
         commands,
         "evaluate",
         "evaluate a trained model family (mAP50, mAP, mean_iou, ...)",
-        "Evaluate one model family by running its DVC evaluation stage (training first "
-        "if needed): metrics JSON (mAP50, mAP, mean_iou, latency_ms, ...), plots and the "
-        "MLflow run. Prints the metrics as JSON.",
+        "Evaluate one model family on a dataset's test split (training first if needed), "
+        "through the row's DVC stage or the runner as for `kdet train`: metrics JSON (mAP50, "
+        "mAP, per-class AP, mean_iou, latency_ms, ...), plots, the SavedModel and the MLflow "
+        "run. Prints the metrics as JSON.",
     )
     _add_family_command(
         commands,
         "export",
         "export a trained model as a plain-TensorFlow SavedModel",
-        "Export a trained model of one family by running the DVC stage that writes its "
+        "Export a trained model of one family on a dataset (the evaluation writes its "
         "SavedModel (kdet's serving contract: signatures serving_default(image_bytes) and "
         "detect_image(image), loadable with tf.saved_model.load and no kdet). Prints the "
         "SavedModel's path; try it with `kdet predict PATH image.jpg`.",
@@ -306,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KdetError, ValueError, OSError) as err:  # errors name the file/URL and the problem
         print(f"kdet {args.command}: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(result))
+    print(json.dumps(result, default=str))
+    if isinstance(result, dict) and "exit_code" in result:
+        return result["exit_code"]
     return 1 if isinstance(result, dict) and result.get("failed") else 0
 
 

@@ -389,4 +389,5 @@ def _write_json(path: Path, payload: Mapping) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=2, sort_keys=True, default=str)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the file from other users
     os.replace(tmp, path)

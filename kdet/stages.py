@@ -1,78 +1,93 @@
-"""Run one DVC stage of the project from Python, with parameter overrides.
+"""What ``kdet train|evaluate|export`` do inside and outside a kdet (DVC) project.
 
-``kdet train|evaluate|export`` use this so the command line runs exactly the code of the
-DVC pipeline: ``dvc repro STAGE`` without overrides, ``dvc exp run STAGE -S GROUP.KEY=VALUE``
-with them (the experiment then shows in ``dvc exp show`` and its MLflow run like any other).
-An override's ``KEY`` may be short (``epochs``) when exactly one of the stage's parameter
-groups holds it, or fully qualified (``train_yolov8.raccoon.epochs``).
+Inside a project (a folder with ``dvc.yaml`` and the ``experiments:`` / ``finetune:``
+tables in ``params.yaml``), a family on a dataset that has a row runs that row's DVC
+stage: ``dvc repro STAGE``, or ``dvc exp run STAGE -S TABLE.ROW.train.KEY=VALUE`` when
+options change, so the run is a DVC experiment like any other. Anywhere else (or for a
+dataset without a row) the same runner, :mod:`kdet.experiment`, runs directly and logs to
+``./mlflow.db``, with the same outputs under ``./data``.
 
 Example:
-    >>> run_stage("train_yolov8_raccoon", ["epochs=2"], root=".")  # doctest: +SKIP
-    {'stage': 'train_yolov8_raccoon', 'command': 'dvc exp run ...', 'metrics': {...}}
+    >>> qualify_option("epochs=2", get_family("yolov8").defaults)  # doctest: +SKIP
+    ('train.epochs', 2)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
 from kdet.errors import KdetError
+from kdet.families import get_family
+
+TABLES = {
+    "experiments": ("train", "evaluate", "publish"),
+    "finetune": ("finetune", "evaluate_finetuned", "publish_finetuned"),
+}
 
 
-def stage_spec(stage: str, root: str | os.PathLike) -> dict:
-    """The ``dvc.yaml`` entry of ``stage`` in the project at ``root``."""
-    dvc_yaml = Path(root) / "dvc.yaml"
-    if not dvc_yaml.exists():
-        raise KdetError(root, "no dvc.yaml here: run kdet train/evaluate/export in the project")
-    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
-    if stage not in stages:
-        raise KdetError(dvc_yaml, f"has no stage {stage!r}")
-    return stages[stage]
+def read_params(root: str | os.PathLike) -> dict:
+    """``params.yaml`` of the project at ``root`` (``{}`` when there is none)."""
+    path = Path(root) / "params.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
-def param_groups(spec: dict, root: str | os.PathLike) -> dict[str, object]:
-    """``{group: current value}`` for each ``params.yaml`` key the stage lists."""
-    params = yaml.safe_load((Path(root) / "params.yaml").read_text()) or {}
-    groups = {}
-    for entry in spec.get("params", []):
-        if isinstance(entry, str):  # entries naming other params files are not overridable
-            groups[entry] = _lookup(params, entry)
-    return groups
+def is_project(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is a kdet project: ``dvc.yaml`` and an experiments table."""
+    return (Path(root) / "dvc.yaml").exists() and "experiments" in read_params(root)
 
 
-def _lookup(params, dotted: str):
-    for key in dotted.split("."):
-        if not isinstance(params, dict) or key not in params:
-            return None
-        params = params[key]
-    return params
+def find_row(root: str | os.PathLike, family: str, dataset: str) -> tuple[str, str] | None:
+    """``(table, row name)`` of the project's row training ``family`` on ``dataset``."""
+    params = read_params(root)
+    for table in TABLES:
+        for name, row in (params.get(table) or {}).items():
+            if isinstance(row, Mapping) and (row.get("family"), row.get("dataset")) == (
+                family,
+                dataset,
+            ):
+                return table, name
+    return None
 
 
-def qualify(assignment: str, groups: dict[str, object]) -> str:
-    """``"epochs=2"`` -> ``"train_yolov8.raccoon.epochs=2"`` using the stage's groups."""
-    key, sep, value = assignment.partition("=")
+def stage_name(table: str, name: str, step: str) -> str:
+    """The DVC stage of ``step`` (``train``, ``evaluate``, ``publish``) of a row."""
+    steps = dict(zip(("train", "evaluate", "publish"), TABLES[table], strict=True))
+    return f"{steps[step]}@{name}"
+
+
+def qualify_option(assignment: str, defaults: Mapping) -> tuple[str, object]:
+    """``"epochs=2"`` -> ``("train.epochs", 2)`` using a family's default options.
+
+    ``KEY`` may be short (``epochs``) when exactly one place in the defaults holds it, or
+    dotted from the group (``evaluate.decoder.iou_threshold``); ``VALUE`` is read as YAML.
+
+    Raises:
+        ValueError: not ``KEY=VALUE``, an unknown key, or a short key found twice.
+    """
+    key, sep, text = assignment.partition("=")
     if not sep or not key:
-        raise ValueError(f"expected KEY=VALUE, got {assignment!r}")
-    if any(key == group or key.startswith(f"{group}.") for group in groups):
-        return assignment
-    matches = [group for group, values in groups.items() if _lookup(values, key) is not None]
-    if len(matches) != 1:
-        keys = sorted(k for values in groups.values() for k in _leaf_keys(values))
-        problem = "is in several parameter groups" if matches else "is not a parameter"
-        raise ValueError(
-            f"{key!r} {problem} of this stage; give one of: {', '.join(keys) or '(none)'}"
-        )
-    return f"{matches[0]}.{key}={value}"
+        raise ValueError(f"--set: expected KEY=VALUE, got {assignment!r}")
+    value = yaml.safe_load(text)
+    leaves = _leaf_keys(defaults)
+    if key in leaves:
+        return key, value
+    matches = [leaf for leaf in leaves if leaf.split(".", 1)[1] == key]
+    if len(matches) == 1:
+        return matches[0], value
+    problem = "is in several option groups" if matches else "is not an option of this family"
+    raise ValueError(f"--set {key}: {problem}; give one of: {', '.join(sorted(leaves))}")
 
 
 def _leaf_keys(values, prefix: str = "") -> list[str]:
-    if not isinstance(values, dict):
+    if not isinstance(values, Mapping) or (prefix.count(".") >= 2 and not values):
         return [prefix.rstrip(".")]
     keys = []
     for key, value in values.items():
@@ -80,30 +95,44 @@ def _leaf_keys(values, prefix: str = "") -> list[str]:
     return keys
 
 
-def describe_stage(stage: str, root: str | os.PathLike) -> str:
-    """A readable summary: command, parameters with their current values, outputs."""
-    spec = stage_spec(stage, root)
-    lines = [f"stage {stage}: {spec.get('cmd')}"]
-    for group, values in param_groups(spec, root).items():
-        lines.append(f"parameters in params.yaml {group} (change with --set KEY=VALUE):")
-        lines += [f"  {key} = {_lookup(values, key)!r}" for key in sorted(_leaf_keys(values))]
-    lines.append("writes: " + ", ".join(_names(spec.get("outs", []) + spec.get("metrics", []))))
+def nest(options: Mapping[str, object]) -> dict:
+    """``{"train.epochs": 2}`` -> ``{"train": {"epochs": 2}}``."""
+    nested: dict = {}
+    for dotted, value in options.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def describe_family(family: str) -> str:
+    """A family's options with their defaults, for ``kdet train FAMILY --describe``."""
+    spec = get_family(family)
+    lines = [f"family {spec.name}: {spec.summary}", "options (change with --set KEY=VALUE):"]
+    for leaf in sorted(_leaf_keys(spec.defaults)):
+        value = spec.defaults
+        for part in leaf.split("."):
+            value = value[part]
+        lines.append(f"  {leaf} = {value!r}")
     return "\n".join(lines)
 
 
-def _names(entries) -> list[str]:
-    return [next(iter(e)) if isinstance(e, dict) else str(e) for e in entries]
-
-
-def run_stage(stage: str, overrides: Sequence[str] = (), *, root: str | os.PathLike) -> dict:
+def run_stage(
+    stage: str, sets: Sequence[str] = (), *, root: str | os.PathLike, metrics: Sequence[str] = ()
+) -> dict:
     """Run ``stage`` through DVC in the project at ``root``; DVC's output goes to stderr.
 
+    Args:
+        stage: a stage name (``train@yolov8_raccoon``).
+        sets: fully qualified ``params.yaml`` overrides (``experiments.X.train.epochs=2``):
+            the stage then runs as ``dvc exp run -S ...``.
+        metrics: metrics JSON files (relative to ``root``) to read back.
+
     Returns:
-        ``{"stage", "command", "metrics"}`` with the content of the stage's metrics files.
+        ``{"stage", "command", "metrics": {file: content}}``.
     """
-    spec = stage_spec(stage, root)
-    groups = param_groups(spec, root)
-    sets = [qualify(text, {g: v or {} for g, v in groups.items()}) for text in overrides]
     dvc = [sys.executable, "-m", "dvc"]
     if sets:
         command = [*dvc, "exp", "run", stage, *(arg for s in sets for arg in ("-S", s))]
@@ -116,9 +145,17 @@ def run_stage(stage: str, overrides: Sequence[str] = (), *, root: str | os.PathL
     shown = " ".join(["dvc", *command[3:]])
     if result.returncode:
         raise KdetError(stage, f"`{shown}` failed with exit status {result.returncode}")
-    metrics = {}
-    for name in _names(spec.get("metrics", [])):
+    read = {}
+    for name in metrics:
         file = Path(root) / name
-        if file.suffix == ".json" and file.exists():
-            metrics[name] = json.loads(file.read_text())
-    return {"stage": stage, "command": shown, "metrics": metrics}
+        if file.exists():
+            read[name] = json.loads(file.read_text())
+    return {"stage": stage, "command": shown, "metrics": read}
+
+
+def dataset_slug(path: str) -> str:
+    """A dataset name made from a folder or file path (``~/data/My VOC/`` -> ``my_voc``)."""
+    stem = Path(str(path).rstrip("/")).name
+    if stem in ("data.yaml", "data.yml") or stem.endswith(".json"):
+        stem = Path(str(path).rstrip("/")).parent.name + "_" + Path(stem).stem
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "dataset"
