@@ -101,19 +101,16 @@ class Experiment:
         train = merge_options(
             {**family.defaults["train"], "strategy": "auto"}, row["train"], f"{where}.train"
         )
-        if train["strategy"] not in distribute.STRATEGIES:
-            raise ValueError(
-                f"{where}.train.strategy: {train['strategy']!r} is not one of "
-                f"{', '.join(distribute.STRATEGIES)}"
-            )
+        evaluate = merge_options(family.defaults["evaluate"], row["evaluate"], f"{where}.evaluate")
+        family.check_options({"train": train, "evaluate": evaluate}, where)
+        if row.get("init_from") is not None and not isinstance(row["init_from"], str):
+            raise ValueError(f"{where}.init_from: {row['init_from']!r} is not an experiment name")
         return cls(
             name=name,
             family=family.name,
             dataset=str(row["dataset"]),
             train=train,
-            evaluate=merge_options(
-                family.defaults["evaluate"], row.get("evaluate"), f"{where}.evaluate"
-            ),
+            evaluate=evaluate,
             init_from=row.get("init_from"),
             registered_model=row.get("registered_model"),
         )
@@ -167,6 +164,11 @@ class Layout:
 def load_records(experiment: Experiment, layout: Layout) -> RecordSet:
     """The experiment's dataset, checked for the family and for train/test splits."""
     records = RecordSet.load(layout.records(experiment.dataset))
+    if not any(r.classes for r in records.records):
+        raise ValueError(
+            f"dataset {experiment.dataset!r} ({layout.records(experiment.dataset)}): none of its "
+            f"{len(records)} images holds a box; nothing to train on"
+        )
     get_family(experiment.family).check_records(records)
     splits = {r.split for r in records.records}
     for split in ("train", "test"):

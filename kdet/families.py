@@ -83,6 +83,28 @@ class Family:
     one_box_per_image: bool = False
     history_columns: tuple[str, ...] = ("loss", "val_loss")
 
+    #: option name -> allowed values, checked wherever the name appears in the options.
+    choices: Mapping[str, tuple] = {
+        "strategy": ("auto", "default", "mirrored", "multi_worker"),
+        "precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        "backbone": ("vgg16", "mobilenet_v2", "small_cnn"),
+    }
+
+    def check_options(self, options: Mapping, where: str) -> None:
+        """Raise ``ValueError`` naming ``where.KEY``, the value and what is allowed, for an
+        option no training could use: a non-positive ``epochs``, ``batch_size`` or
+        ``learning_rate``, a fraction or threshold outside ``[0, 1]``, a bad image size, a
+        value outside :attr:`choices`, or a value of another type than its default's.
+
+        Example:
+            >>> get_family("yolov8").check_options({"train": {"epochs": 0}}, "x")
+            Traceback (most recent call last):
+            ...
+            ValueError: x.train.epochs: 0 is not allowed: a whole number >= 1
+        """
+        for key, value in options.items():
+            check_option(f"{where}.{key}", key, value, self.choices)
+
     def check_records(self, records: RecordSet) -> None:
         """Raise ``ValueError`` when ``records`` cannot train this family.
 
@@ -138,6 +160,44 @@ class Family:
         raise NotImplementedError
 
 
+_POSITIVE_INTEGERS = ("epochs", "batch_size", "max_detections", "samples_per_image")
+
+
+def check_option(where: str, key: str, value, choices: Mapping[str, tuple] = {}) -> None:  # noqa: B006
+    """Check one option (recursively for dicts); see :meth:`Family.check_options`."""
+
+    def refuse(allowed: str):
+        raise ValueError(f"{where}: {value!r} is not allowed: {allowed}")
+
+    if isinstance(value, Mapping):
+        for name, inner in value.items():
+            check_option(f"{where}.{name}", name, inner, choices)
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key in choices and value not in choices[key]:
+        refuse(f"one of {', '.join(map(repr, choices[key]))}")
+    if key in _POSITIVE_INTEGERS and (
+        not isinstance(value, int) or isinstance(value, bool) or value < 1
+    ):
+        refuse("a whole number >= 1")
+    if key == "learning_rate" and (not number or value <= 0):
+        refuse("a number > 0")
+    if (key.endswith("_fraction") or key.endswith("_threshold") or key.endswith("_iou")) and (
+        not number or not 0 <= value <= 1
+    ):
+        refuse("a number in [0, 1]")
+    if key == "validation_fraction" and value >= 1:
+        refuse("a number in [0, 1)")
+    if key in ("image_size", "input_size"):
+        sides = value if isinstance(value, list | tuple) else [value]
+        if (
+            not sides
+            or len(sides) > 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sides)
+        ):
+            refuse("a positive whole number of pixels or [height, width]")
+
+
 def family_names() -> list[str]:
     """Names of every registered family, sorted."""
     return sorted(FAMILY_MODULES)
@@ -161,11 +221,26 @@ def merge_options(defaults: Mapping, overrides: Mapping | None, where: str | os.
         >>> merge_options({"epochs": 10, "decoder": {"iou": 0.5}}, {"decoder": {"iou": 0.6}}, "x")
         {'epochs': 10, 'decoder': {'iou': 0.6}}
     """
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ValueError(f"{where}: expected a mapping of options, got {overrides!r}")
     merged = dict(defaults)
     for key, value in (overrides or {}).items():
         if key not in defaults:
             allowed = ", ".join(sorted(defaults)) or "none"
             raise ValueError(f"{where}.{key}: unknown option {key!r} (allowed: {allowed})")
+        default = defaults[key]
+        numeric = (int, float)
+        if (
+            default is not None
+            and value is not None
+            and not isinstance(default, Mapping | list)
+            and not (isinstance(default, numeric) and isinstance(value, numeric))
+            and type(value) is not type(default)
+        ):
+            raise ValueError(
+                f"{where}.{key}: {value!r} is a {type(value).__name__}; expected a "
+                f"{type(default).__name__} like the default {default!r}"
+            )
         if isinstance(defaults[key], Mapping) and isinstance(value, Mapping):
             merged[key] = merge_options(defaults[key], value, f"{where}.{key}")
         else:

@@ -1,138 +1,185 @@
+"""The command line's routing: a row's DVC stage inside a project, the runner elsewhere;
+and the generated pipeline's dependencies."""
+
+import ast
 import json
-import os
-import subprocess
-import sys
-import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
-from kdet import cli
-from kdet.families import FAMILIES, Family
-from kdet.stages import qualify
+from kdet import cli, experiment, stages
+from kdet.families import family_names, get_family
 
-STAGE_SCRIPT = textwrap.dedent(
-    """
-    import json, sys, yaml
-    params = yaml.safe_load(open("params.yaml"))["train_toy"][sys.argv[1]]
-    metrics = {"epochs": params["epochs"], "iou": params["decoder"]["iou"]}
-    json.dump({**metrics, "python": sys.executable}, open(f"metrics_{sys.argv[1]}.json", "w"))
-    """
-)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def toy_project(tmp_path, monkeypatch):
-    """A git + DVC project with one stage per dataset and a `toy` family pointing at them."""
-    (tmp_path / "train.py").write_text(STAGE_SCRIPT)
-    params = {name: {"epochs": 1, "decoder": {"iou": 0.5}} for name in ("a", "b")}
-    (tmp_path / "params.yaml").write_text(json.dumps({"train_toy": params, "other": {"x": 1}}))
-    stages = {
-        f"train_toy_{name}": {
-            "cmd": f"python train.py {name}",
-            "deps": ["train.py"],
-            "params": [f"train_toy.{name}"],
-            "metrics": [{f"metrics_{name}.json": {"cache": False}}],
+def write_project(folder: Path, params: dict) -> Path:
+    (folder / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+PARAMS = {
+    "datasets": {"shapes": {"source": "shapes", "num_images": 8, "image_size": 64}},
+    "experiments": {
+        "yolov8_shapes": {"family": "yolov8", "dataset": "shapes", "train": {}, "evaluate": {}}
+    },
+    "finetune": {
+        "sw_shapes": {
+            "family": "sliding_window",
+            "dataset": "shapes",
+            "init_from": "rcnn_x",
+            "train": {},
+            "evaluate": {},
         }
-        for name in ("a", "b")
+    },
+}
+
+
+def test_find_row_and_stage_names():
+    root = ROOT
+    assert stages.find_row(root, "yolov8", "raccoon") == ("experiments", "yolov8_raccoon")
+    assert stages.find_row(root, "yolov8", "open_images") == ("finetune", "yolov8_open_images")
+    assert stages.find_row(root, "yolov8", "nowhere") is None
+    assert stages.stage_name("experiments", "a", "evaluate") == "evaluate@a"
+    assert stages.stage_name("finetune", "a", "train") == "finetune@a"
+    assert stages.stage_name("finetune", "a", "publish") == "publish_finetuned@a"
+
+
+def test_qualify_option_short_dotted_and_errors():
+    defaults = get_family("yolov8").defaults
+    assert stages.qualify_option("epochs=2", defaults) == ("train.epochs", 2)
+    assert stages.qualify_option("evaluate.decoder.iou_threshold=0.5", defaults) == (
+        "evaluate.decoder.iou_threshold",
+        0.5,
+    )
+    with pytest.raises(ValueError, match="several option groups"):
+        stages.qualify_option("batch_size=4", defaults)  # train and evaluate both have it
+    with pytest.raises(ValueError, match="not an option of this family.*train.epochs"):
+        stages.qualify_option("epoch=2", defaults)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        stages.qualify_option("epochs", defaults)
+    assert stages.nest({"train.epochs": 2, "evaluate.decoder.iou_threshold": 0.5}) == {
+        "train": {"epochs": 2},
+        "evaluate": {"decoder": {"iou_threshold": 0.5}},
     }
-    (tmp_path / "dvc.yaml").write_text(json.dumps({"stages": stages}))
-    (tmp_path / ".gitignore").write_text("mlflow.db\n.dvc_site_cache\n")
-    git = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
-    for key, value in {**git, "GIT_COMMITTER_EMAIL": "t@t"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / ".dvc_site_cache"))
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
-        subprocess.run(command, cwd=tmp_path, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "commit", "-qm", "toy"], cwd=tmp_path, check=True)
-    family = Family(
-        summary="writes its parameters as metrics",
-        datasets=("a", "b"),
-        train="train_toy_{dataset}",
-        evaluate="train_toy_{dataset}",
-        export="train_toy_{dataset}",
-        saved_model="models/{dataset}/saved_model",
-        metrics="metrics_{dataset}.json",
+
+
+def test_dataset_slug():
+    assert stages.dataset_slug("/data/My VOC/") == "my_voc"
+    assert stages.dataset_slug("coco/annotations/instances_train.json") == (
+        "annotations_instances_train"
     )
-    monkeypatch.setitem(FAMILIES, "toy", family)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    assert stages.dataset_slug("sets/pets/data.yaml") == "pets_data"
 
 
-def last_json(text):
-    return json.loads(text.strip().splitlines()[-1])
+def test_a_row_in_the_project_runs_its_dvc_stage(tmp_path, monkeypatch, capsys):
+    write_project(tmp_path, PARAMS)
+    monkeypatch.setenv("KDET_PROJECT_ROOT", str(tmp_path))
+    calls = []
+
+    def run_stage(stage, sets, *, root, metrics):
+        calls.append((stage, list(sets), Path(root), list(metrics)))
+        return {"stage": stage, "command": "dvc ...", "metrics": {}}
+
+    monkeypatch.setattr(stages, "run_stage", run_stage)
+    assert cli.main(["train", "yolov8", "--data", "shapes", "--set", "epochs=3"]) == 0
+    assert calls[-1] == (
+        "train@yolov8_shapes",
+        ["experiments.yolov8_shapes.train.epochs=3"],
+        tmp_path,
+        ["data/metrics/yolov8_shapes_train.json"],
+    )
+    assert cli.main(["export", "sliding_window", "--data", "shapes"]) == 0
+    assert calls[-1][0] == "evaluate_finetuned@sw_shapes"
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["saved_model"] == str(tmp_path / "data/models/sw_shapes/saved_model")
 
 
-def test_train_runs_the_stage_then_an_experiment_with_overrides(toy_project, capsys):
-    assert cli.main(["train", "toy"]) == 0
-    result = last_json(capsys.readouterr().out)
-    assert result["command"] == "dvc repro train_toy_a"
-    metrics = result["metrics"]["metrics_a.json"]
-    assert (metrics["epochs"], metrics["iou"]) == (1, 0.5)
-    assert os.path.dirname(metrics["python"]) == os.path.dirname(sys.executable)
-    argv = ["train", "toy", "--dataset", "b", "--set", "epochs=3", "--set", "decoder.iou=0.7"]
+def test_other_data_runs_the_runner_directly(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KDET_PROJECT_ROOT", str(tmp_path))  # no dvc.yaml: not a project
+    seen = {}
+
+    def train(exp, *, root):
+        seen["train"] = exp
+        layout = experiment.Layout(root)
+        layout.train_dir(exp.name).mkdir(parents=True)
+        (layout.train_dir(exp.name) / experiment.RUN_FILE).write_text("{}")
+        return {"train_seconds": 1.0}
+
+    def evaluate(exp, *, root):
+        seen["evaluate"] = exp
+        return {"mAP50": 0.5, "per_class": {"ellipse": {"ap50": 0.4}}}
+
+    monkeypatch.setattr(experiment, "train", train)
+    monkeypatch.setattr(experiment, "evaluate", evaluate)
+    argv = ["evaluate", "yolov8", "--data", "shapes", "--set", "epochs=1", "--set", "image_size=64"]
     assert cli.main(argv) == 0
-    result = last_json(capsys.readouterr().out)
-    assert result["command"] == (
-        "dvc exp run train_toy_b -S train_toy.b.epochs=3 -S train_toy.b.decoder.iou=0.7"
-    )
-    assert result["metrics"]["metrics_b.json"]["epochs"] == 3
-    assert result["metrics"]["metrics_b.json"]["iou"] == 0.7
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["experiment"] == "yolov8_shapes"
+    assert out["metrics"] == {"mAP50": 0.5, "per_class.ellipse.ap50": 0.4}
+    assert seen["train"].train["epochs"] == 1 and seen["train"].train["image_size"] == 64
+    assert (tmp_path / "data/raw/shapes/records.json").exists()  # imported on first use
 
 
-def test_export_reports_the_saved_model_path(toy_project, capsys):
-    assert cli.main(["export", "toy", "--dataset", "b"]) == 0
-    assert last_json(capsys.readouterr().out)["saved_model"] == str(
-        toy_project / "models" / "b" / "saved_model"
-    )
+def test_describe_lists_every_option_with_its_default(capsys):
+    assert cli.main(["train", "fast_rcnn", "--describe"]) == 0
+    text = capsys.readouterr().err
+    assert "train.epochs = 30" in text and "evaluate.regress = True" in text
 
 
-def test_describe_and_help_list_stage_parameters_and_families(toy_project, capsys):
-    assert cli.main(["evaluate", "toy", "--describe"]) == 0
-    described = capsys.readouterr().err
-    assert "stage train_toy_a: python train.py a" in described
-    assert "parameters in params.yaml train_toy.a" in described
-    assert "  decoder.iou = 0.5\n  epochs = 1\n" in described
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--help"])
-    assert "  toy              writes its parameters as metrics (datasets: a, b)" in (
-        capsys.readouterr().out
-    )
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KDET_PROJECT_ROOT", str(tmp_path))
+    cases = [
+        (["train", "nope", "--data", "x"], "unknown model family 'nope'"),
+        (["train", "yolov8", "--data", str(tmp_path / "missing")], "no such dataset name"),
+        (["train", "yolov8", "--data", "shapes", "--set", "epoch=2"], "--set epoch"),
+        (["train", "yolov8", "--data", "shapes", "--set", "image_size=100"], "multiples of 32"),
+        (["train", "yolov8"], "--data: give a dataset"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(f"kdet {argv[0]}: error: ") and message in err, err
 
 
-def test_unknown_family_dataset_or_key_is_a_clear_error(toy_project, capsys):
-    assert cli.main(["train", "nope"]) == 1
-    expected = ", ".join(sorted(FAMILIES))
-    assert f"unknown model family 'nope'; available: {expected}" in capsys.readouterr().err
-    assert cli.main(["train", "toy", "--dataset", "c"]) == 1
-    assert "no stages for dataset 'c'; available: a, b" in capsys.readouterr().err
-    assert cli.main(["train", "toy", "--set", "epoch=2"]) == 1
-    assert "'epoch' is not a parameter of this stage; give one of: decoder.iou, epochs" in (
-        capsys.readouterr().err
-    )
+def _kdet_imports(module: str, seen: set[str]) -> None:
+    """Every kdet module ``module`` imports, transitively (by reading the source)."""
+    if module in seen:
+        return
+    seen.add(module)
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdet"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("kdet")]
+        for name in names:
+            file = ROOT / (name.replace(".", "/") + ".py")
+            if file.exists() or (ROOT / name.replace(".", "/") / "__init__.py").exists():
+                _kdet_imports(name, seen)
 
 
-def test_failing_stage_is_reported(toy_project, capsys):
-    (toy_project / "train.py").write_text("raise SystemExit(3)\n")
-    assert cli.main(["train", "toy"]) == 1
-    assert "train_toy_a: `dvc repro train_toy_a` failed with exit status" in (
-        capsys.readouterr().err
-    )
+@pytest.mark.parametrize("stage", ["train", "evaluate", "finetune"])
+def test_stage_deps_cover_every_module_the_runner_imports(stage):
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["do"]["deps"]
+    seen: set[str] = set()
+    _kdet_imports("kdet.experiment", seen)
+    for family in family_names():
+        from kdet.families import FAMILY_MODULES
 
-
-def test_qualify_keeps_full_keys_and_rejects_ambiguity():
-    groups = {"g.a": {"epochs": 1}, "g.b": {"epochs": 2, "lr": 0.1}}
-    assert qualify("g.a.epochs=4", groups) == "g.a.epochs=4"
-    assert qualify("lr=0.2", groups) == "g.b.lr=0.2"
-    with pytest.raises(ValueError, match="'epochs' is in several parameter groups"):
-        qualify("epochs=3", groups)
-    with pytest.raises(ValueError, match="expected KEY=VALUE"):
-        qualify("epochs", groups)
-
-
-def test_outside_a_project_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(FAMILIES, "toy", Family("t", ("a",), "s", "s", "s", "m", "j"))
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["train", "toy"]) == 1
-    assert "no dvc.yaml here" in capsys.readouterr().err
+        _kdet_imports(FAMILY_MODULES[family].partition(":")[0], seen)
+    files = {
+        m.replace(".", "/") + ".py" for m in seen if (ROOT / (m.replace(".", "/") + ".py")).exists()
+    }
+    files |= {
+        m.replace(".", "/") + "/__init__.py" for m in seen if (ROOT / m.replace(".", "/")).is_dir()
+    }
+    uncovered = [
+        f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
+    ]
+    assert not uncovered, f"dvc.yaml {stage} deps miss {sorted(uncovered)}"

@@ -21,9 +21,11 @@ import keras
 from kdet.datasets.records import RecordSet
 from kdet.families import Evaluation, Family
 from kdet.metrics import plot_pr_curves
+from kdet.models.yolov8.builder import BACKBONE_SIZES
 from kdet.models.yolov8.evaluate import evaluate_yolov8
 from kdet.models.yolov8.export import export_yolov8
 from kdet.models.yolov8.figures import prediction_grid
+from kdet.models.yolov8.recipe import RECIPES
 from kdet.models.yolov8.train import train_yolov8
 
 MODEL_FILE = "model.keras"
@@ -35,6 +37,22 @@ class YOLOv8Family(Family):
     name = "yolov8"
     summary = "KerasCV YOLOv8 (GPU when present)"
     history_columns = ("loss", "box_loss", "class_loss")
+    choices = {
+        **Family.choices,
+        "precision": ("auto", "float32"),  # KerasCV's YOLOv8 loss fails under mixed policies
+        "backbone_size": tuple(BACKBONE_SIZES),
+        "recipe": tuple(RECIPES),
+    }
+
+    def check_options(self, options, where):
+        super().check_options(options, where)
+        size = options["train"]["image_size"]
+        if any(side % 32 for side in (size if isinstance(size, list | tuple) else [size])):
+            raise ValueError(
+                f"{where}.train.image_size: {size!r} is not allowed: YOLOv8 needs multiples "
+                "of 32 (its strides go to 32)"
+            )
+
     defaults = {
         "train": {
             "recipe": "kdet",
