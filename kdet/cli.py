@@ -229,8 +229,17 @@ def _add_family_command(commands, command: str, help_text: str, description: str
 
 def _data_check(args: argparse.Namespace) -> dict:
     from kdet.datasets.inspect import check_dataset, format_report
+    from kdet.stages import read_params
+    from kdet.tracking import project_root
 
-    report, code = check_dataset(args.dataset, format=args.format)
+    target, data_format, options = args.dataset, args.format, {}
+    configured = (read_params(project_root()).get("datasets") or {}).get(args.dataset)
+    if configured and data_format is None:  # a dataset of params.yaml, with its options
+        options = dict(configured)
+        source = options.pop("source", args.dataset)
+        target = options.pop("path", source)
+        data_format = source if "path" in configured else None
+    report, code = check_dataset(target, format=data_format, **options)
     print(format_report(report), file=sys.stderr)
     report["exit_code"] = code
     return report
@@ -277,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
             88,
         ),
     )
-    check.add_argument("dataset", help="dataset name, folder, file or TFDS name")
+    check.add_argument(
+        "dataset",
+        help="a dataset of params.yaml (checked with its options), a built-in name, a "
+        "folder, file or TFDS name",
+    )
     check.add_argument("--format", choices=FORMATS, help="default: guessed from the files")
     check.set_defaults(run=_data_check)
 
