@@ -27,6 +27,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from kdet.errors import ImageError, KdetError
+from kdet.visualize import draw_detections
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
@@ -129,34 +130,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def draw_detections(image: np.ndarray, detections: dict) -> np.ndarray:
-    """A BGR copy of the RGB ``image`` with each box, class name and score drawn on it."""
-    canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    thickness = max(1, round(max(image.shape[:2]) / 300))
-    for box, score, class_id, name in zip(
-        detections["boxes"],
-        detections["scores"],
-        detections["classes"],
-        detections["class_names"],
-        strict=True,
-    ):
-        colour = _colour(int(class_id))
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        label = f"{name} {score:.2f}"
-        font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness
-        (text_w, text_h), baseline = cv2.getTextSize(label, font, scale, thickness)
-        top = max(y1 - text_h - baseline, 0)  # label above the box, inside the image
-        cv2.rectangle(canvas, (x1, top), (x1 + text_w, top + text_h + baseline), colour, -1)
-        cv2.putText(
-            canvas, label, (x1, top + text_h), font, scale, (0, 0, 0), thickness, cv2.LINE_AA
-        )
-    return canvas
-
-
-def _colour(class_id: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(class_id)
-    return tuple(int(c) for c in rng.integers(64, 256, 3))
+def annotate(image: np.ndarray, detections: dict) -> np.ndarray:
+    """A BGR copy of the RGB ``image`` with its detections drawn by
+    :func:`kdet.visualize.draw_detections` (ready for ``cv2.imwrite`` or a video)."""
+    return cv2.cvtColor(draw_detections(image, detections), cv2.COLOR_RGB2BGR)
 
 
 class _OutputNames:
@@ -234,7 +211,7 @@ def predict(
                 start = time.perf_counter()
                 detections = detector(image, score_threshold)
                 if save_annotated:
-                    cv2.imwrite(str(names(path.stem, ".jpg")), draw_detections(image, detections))
+                    cv2.imwrite(str(names(path.stem, ".jpg")), annotate(image, detections))
                 seconds["images"] += time.perf_counter() - start
                 counts["images"] += 1
                 entries.append(_entry(str(path), None, image.shape, detections))
@@ -322,7 +299,7 @@ def _predict_video(
                     writer = cv2.VideoWriter(str(video_out), fourcc, fps, (width, height))
                     if not writer.isOpened():
                         raise KdetError(video_out, "cannot write an mp4v video here")
-                writer.write(draw_detections(image, detections))
+                writer.write(annotate(image, detections))
             elapsed += time.perf_counter() - start
             entries.append(_entry(source, frames, image.shape, detections))
             frames += 1

@@ -1,4 +1,5 @@
-"""Metrics: box-regression IoU and its mean-box baseline, COCO-style mAP, PR curves.
+"""Metrics: box-regression IoU and its mean-box baseline, COCO-style mAP, PR curves, and
+per-class precision/recall with a detection confusion matrix at an operating threshold.
 
 These are NumPy and load without TensorFlow; the Keras training metric ``BoxIoU``
 lives in :mod:`kdet.metrics.keras_metrics`.
@@ -17,6 +18,12 @@ from kdet.metrics.box_regression import (
     mean_box_baseline,
 )
 from kdet.metrics.detection import DetectionEvaluator, DetectionResult, evaluate_detections
+from kdet.metrics.operating_point import (
+    confusion_rows,
+    operating_point,
+    per_class_metrics,
+    plot_detection_confusion,
+)
 from kdet.metrics.pr_curves import plot_pr_curves, pr_curve_rows, write_pr_curves
 
 __all__ = [
@@ -24,8 +31,12 @@ __all__ = [
     "DetectionResult",
     "box_iou_per_image",
     "box_regression_metrics",
+    "confusion_rows",
     "evaluate_detections",
     "mean_box_baseline",
+    "operating_point",
+    "per_class_metrics",
+    "plot_detection_confusion",
     "plot_pr_curves",
     "pr_curve_rows",
     "write_pr_curves",

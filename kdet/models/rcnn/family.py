@@ -27,9 +27,9 @@ import keras
 from kdet.datasets.records import RecordSet
 from kdet.export import export_detector, export_proposal_detector
 from kdet.families import Evaluation, Family
-from kdet.metrics import plot_pr_curves
+from kdet.models.detector_evaluation import detector_evaluation
 from kdet.models.rcnn.detector import RCNNDetector
-from kdet.models.rcnn.evaluation import evaluate_detector
+from kdet.models.rcnn.evaluation import EvaluationReport, evaluate_detector
 from kdet.models.rcnn.fast_rcnn import FastRCNNDetector, train_fast_rcnn
 from kdet.models.rcnn.proposals import load_proposals, propose_records, save_proposals
 from kdet.models.rcnn.train import train_rcnn_classifier
@@ -99,6 +99,18 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _evaluation(report: EvaluationReport, records: RecordSet, score_threshold: float) -> Evaluation:
+    """The runner's :class:`Evaluation` of an :class:`EvaluationReport` on the test split,
+    at the detector's own ``score_threshold`` (the one its SavedModel serves)."""
+    return detector_evaluation(
+        records.split("test"),
+        report.detections,
+        report.result,
+        operating_threshold=score_threshold,
+        metrics=report.as_metrics(),
+    )
+
+
 def _stored_proposals(train_dir: Path) -> tuple[dict, dict]:
     proposals = load_proposals(Path(train_dir) / PROPOSALS_FILE)
     seconds = json.loads((Path(train_dir) / SECONDS_FILE).read_text())
@@ -150,11 +162,7 @@ class RCNNFamily(Family):
             detector, records.split("test"), proposals=proposals, proposal_seconds=seconds
         )
         export_proposal_detector(saved_model, detector.detect_eager, records.class_names, model)
-        return Evaluation(
-            metrics=report.as_metrics(),
-            figures={"pr_curves.png": plot_pr_curves(report.result)},
-            pr_result=report.result,
-        )
+        return _evaluation(report, records, options["score_threshold"])
 
 
 class FastRCNNFamily(RCNNFamily):
@@ -239,11 +247,7 @@ class SlidingWindowFamily(RCNNFamily):
         detector = SlidingWindowDetector(classifier, **options)
         report = evaluate_detector(detector, records.split("test"))
         export_detector(saved_model, detector.detect_eager, records.class_names, classifier)
-        return Evaluation(
-            metrics=report.as_metrics(),
-            figures={"pr_curves.png": plot_pr_curves(report.result)},
-            pr_result=report.result,
-        )
+        return _evaluation(report, records, options["score_threshold"])
 
 
 RCNN = RCNNFamily()

@@ -3,7 +3,7 @@
 Modules, one per role: ``builder`` (the registered ``yolov8`` model, offline backbones),
 ``inputs`` (tf.data with KerasCV box-aware augmentation), ``recipe`` (kdet's and the
 keras.io example's training recipes), ``train``, ``decode`` (KerasCV decoding with a chosen
-NMS), ``evaluate`` (kdet's COCO-style evaluator), ``figures``, ``export`` (SavedModel with
+NMS), ``evaluate`` (kdet's COCO-style evaluator), ``export`` (SavedModel with
 kdet's serving contract) and ``compare`` (recipes side by side).
 
 Profiles (``params.yaml: train_yolov8``):

@@ -1,8 +1,9 @@
 """The YOLOv8 family for the experiment runner (:mod:`kdet.experiment`).
 
 Trains KerasCV's ``YOLOV8Detector`` with :func:`~kdet.models.yolov8.train.train_yolov8`,
-saves ``model.keras``, and evaluates with kdet's COCO-style evaluator, PR curves, a
-prediction grid and the serving SavedModel (in-graph decoding + NMS). An experiment that
+saves ``model.keras``, and evaluates with kdet's COCO-style evaluator, PR curves, per-class
+precision/recall and a confusion matrix at the serving threshold, a prediction grid and the
+serving SavedModel (in-graph decoding + NMS). An experiment that
 starts from another (``init_from``) copies that model's backbone and neck.
 
 Example:
@@ -20,11 +21,10 @@ import keras
 
 from kdet.datasets.records import RecordSet
 from kdet.families import Evaluation, Family
-from kdet.metrics import plot_pr_curves
+from kdet.models.detector_evaluation import detector_evaluation
 from kdet.models.yolov8.builder import BACKBONE_SIZES
 from kdet.models.yolov8.evaluate import evaluate_yolov8
 from kdet.models.yolov8.export import export_yolov8
-from kdet.models.yolov8.figures import prediction_grid
 from kdet.models.yolov8.recipe import RECIPES
 from kdet.models.yolov8.train import train_yolov8
 
@@ -72,7 +72,6 @@ class YOLOv8Family(Family):
                 "iou_threshold": 0.6,
                 "max_detections": 100,
             },
-            "grid_score_threshold": 0.3,
         },
     }
 
@@ -110,11 +109,15 @@ class YOLOv8Family(Family):
             **options["decoder"],
         )
         export_yolov8(model, saved_model, records.class_names, **options["export_decoder"])
-        grid = prediction_grid(test, predictions, score_threshold=options["grid_score_threshold"])
-        return Evaluation(
-            metrics={**result.as_metrics(), "test_images": len(test)},
-            figures={"pr_curves.png": plot_pr_curves(result), "predictions.png": grid},
-            pr_result=result,
+        # The predictions come from the low-threshold evaluation decoder (complete PR
+        # curves); the per-class numbers, confusion matrix and grid keep those at or above
+        # the served threshold: NMS keeps boxes best score first, so with the same NMS
+        # settings (the defaults) these are the detections the SavedModel serves.
+        return detector_evaluation(
+            test,
+            predictions,
+            result,
+            operating_threshold=options["export_decoder"]["confidence_threshold"],
         )
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdet.families import get_family, merge_options
 from kdet.latency import measure_latency
 from kdet.models.yolov8.evaluate import evaluate_yolov8, predict_records
 from kdet.models.yolov8.export import export_yolov8
-from kdet.models.yolov8.figures import prediction_grid
 from kdet.models.yolov8.train import train_yolov8
+from kdet.visualize import prediction_grid
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_evaluation_reports_every_class_in_original_pixels(trained, tiny_records
     assert boxes[:, 2].max() <= 80 + 1e-3 and boxes[:, 3].max() <= 48 + 1e-3  # 80x48 images
     figure = prediction_grid(test, predictions, score_threshold=0.0)
     assert len(figure.axes) == len(test)
-    assert all(len(axes.patches) >= 2 for axes in figure.axes)  # ground truth drawn
+    assert all(len(axes.images) == 1 for axes in figure.axes)  # drawn by kdet.visualize
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,33 @@ def test_export_rejects_wrong_class_names(trained, tmp_path):
     model, _, _ = trained
     with pytest.raises(ValueError, match="class_names has 1 names"):
         export_yolov8(model, tmp_path / "m", ["only_one"])
+
+
+def test_family_evaluation_counts_detections_at_the_export_threshold(
+    trained, tiny_records, tmp_path
+):
+    model, _, _ = trained
+    model.save(tmp_path / "model.keras")
+    family = get_family("yolov8")
+    options = merge_options(family.defaults["evaluate"], {"batch_size": 4}, "test")
+    evaluation = family.evaluate(
+        tiny_records, train_dir=tmp_path, saved_model=tmp_path / "saved_model", **options
+    )
+    threshold = options["export_decoder"]["confidence_threshold"]
+    assert evaluation.metrics["operating_threshold"] == threshold
+    assert set(evaluation.figures) == {
+        "pr_curves.png",
+        "predictions.png",
+        "detection_confusion.png",
+    }
+    for numbers in evaluation.metrics["per_class"].values():
+        assert set(numbers) == {"precision", "recall", "ap50"}
+    # Evaluated at 0.001 (complete PR curves), counted at the export threshold.
+    test = tiny_records.split("test")
+    rows = evaluation.tables["detection_confusion.csv"]
+    assert (
+        sum(r["predicted"] != "missed" for r in rows) <= evaluation.pr_result.num_detections.sum()
+    )
+    assert sum(r["actual"] != "background" for r in rows) == sum(
+        len(r.classes) for r in test.records
+    )
