@@ -4,7 +4,7 @@ YOLOv8, R-CNN, Fast R-CNN and the sliding-window detector all end their ``evalua
 same way: COCO-style metrics and PR curves over every detection (low threshold), then the
 detector at its operating threshold (the one its serving SavedModel uses): per-class
 precision, recall and AP@0.5 (``metrics["per_class"]``), the detection confusion matrix
-(``detection_confusion.png`` and ``detection_confusion.csv``) and a grid of the first test
+(``detection_confusion.png`` and ``confusion.csv``) and a grid of the first test
 images with the detections above that threshold (``predictions.png``).
 
 Example:
@@ -54,7 +54,7 @@ def detector_evaluation(
 
     Returns:
         An :class:`~kdet.families.Evaluation` with ``pr_curves.png``, ``predictions.png``
-        and ``detection_confusion.png`` figures and the ``detection_confusion.csv`` table.
+        and ``detection_confusion.png`` figures and the ``confusion.csv`` table.
     """
     names = list(record_set.class_names)
     truth = [{"boxes": r.boxes_array(), "classes": r.classes_array()} for r in record_set.records]
@@ -73,6 +73,6 @@ def detector_evaluation(
             ),
             "detection_confusion.png": plot_detection_confusion(point["matrix"], names),
         },
-        tables={"detection_confusion.csv": confusion_rows(point["matrix"], names)},
+        tables={"confusion.csv": confusion_rows(point["matrix"], names)},
         pr_result=result,
     )

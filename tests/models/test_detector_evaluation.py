@@ -43,7 +43,7 @@ def test_operating_threshold_filters_the_low_threshold_predictions(squares):
         "square": {"precision": 1.0, "recall": pytest.approx(2 / 3), "ap50": result.ap50["square"]}
     }
     assert set(evaluation.figures) == FIGURES
-    rows = evaluation.tables["detection_confusion.csv"]
+    rows = evaluation.tables["confusion.csv"]
     pairs = sorted((r["actual"], r["predicted"]) for r in rows)
     assert pairs == [("background", "circle"), ("square", "missed"), *[("square", "square")] * 2]
     assert evaluation.pr_result is result
@@ -68,6 +68,6 @@ def test_sliding_window_family_evaluates_at_its_score_threshold(squares, tmp_pat
     assert evaluation.metrics["operating_threshold"] == 0.5
     assert set(evaluation.metrics["per_class"]["square"]) == {"precision", "recall", "ap50"}
     assert set(evaluation.figures) == FIGURES
-    rows = evaluation.tables["detection_confusion.csv"]
+    rows = evaluation.tables["confusion.csv"]
     assert rows and {r["actual"] for r in rows} <= {"square", "background"}
     assert np.isfinite(evaluation.metrics["mAP50"])

@@ -142,7 +142,7 @@ def test_family_evaluation_counts_detections_at_the_export_threshold(
         assert set(numbers) == {"precision", "recall", "ap50"}
     # Evaluated at 0.001 (complete PR curves), counted at the export threshold.
     test = tiny_records.split("test")
-    rows = evaluation.tables["detection_confusion.csv"]
+    rows = evaluation.tables["confusion.csv"]
     assert (
         sum(r["predicted"] != "missed" for r in rows) <= evaluation.pr_result.num_detections.sum()
     )
