@@ -22,7 +22,7 @@ def names(entries):
 def fill(text, key, item):
     text = text.replace("${key}", key)
     for field, value in item.items():
-        text = text.replace("${item.%s}" % field, str(value))
+        text = text.replace("${item." + field + "}", str(value))
     return text
 
 
@@ -87,7 +87,7 @@ def test_every_params_row_is_a_valid_experiment_on_a_declared_dataset(table, nam
 def test_generated_stages_write_the_layout_paths(table, train, evaluate, publish):
     layout = Layout(Path("."))
     for stage in (train, evaluate, publish):
-        assert STAGES[stage]["foreach"] == "${%s}" % table
+        assert STAGES[stage]["foreach"] == "${" + table + "}"
     for name, row in PARAMS[table].items():
 
         def rel(path):
@@ -96,7 +96,8 @@ def test_generated_stages_write_the_layout_paths(table, train, evaluate, publish
         train_stage, evaluate_stage = STAGES[train]["do"], STAGES[evaluate]["do"]
         assert fill(train_stage["cmd"], name, row).endswith(f"experiment.py train {name}")
         assert fill(evaluate_stage["cmd"], name, row).endswith(f"experiment.py evaluate {name}")
-        assert rel(layout.train_dir(name)) in [fill(o, name, row) for o in names(train_stage["outs"])]
+        train_outs = [fill(o, name, row) for o in names(train_stage["outs"])]
+        assert rel(layout.train_dir(name)) in train_outs
         assert rel(layout.train_metrics(name)) in [
             fill(o, name, row) for o in names(train_stage["metrics"])
         ]
