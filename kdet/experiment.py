@@ -243,7 +243,12 @@ def train(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
             **options,
         )
         numbers.setdefault("train_seconds", time.perf_counter() - start)
-        tracking.log_metrics(numbers)
+        # The per-epoch callback already logged the last epoch's values (loss, ...) with
+        # their steps; logging them again would add a step-0 point to each curve.
+        import mlflow
+
+        per_epoch = mlflow.get_run(run.info.run_id).data.metrics
+        tracking.log_metrics({k: v for k, v in numbers.items() if k not in per_epoch})
         history = read_history(history_csv)
         if history:
             from kdet.training import plot_history

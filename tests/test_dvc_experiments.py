@@ -16,25 +16,21 @@ import mlflow
 import pytest
 import yaml
 
-from kdet.families import FAMILIES
+from kdet.families import family_names, get_family
 from tests.models.single_box.conftest import make_single_box_records
+from tests.runner_helpers import tiny_row
 from tests.scale.processes import REPO_ROOT, VENV_BIN, project_env
 
 DVC = str(VENV_BIN / "dvc")
-GROUP = "bbox_regressor"
-STAGES = (f"train_{GROUP}", f"evaluate_{GROUP}")
-HISTORY = f"data/plots/{GROUP}/history.csv"
-# The real params group, shrunk: 64x64 inputs, a tiny head, one epoch unless overridden.
-TINY = {
-    "classes": ["red"],
-    "model": {"box_units": [8]},
-    "train": {"image_size": [64, 64], "epochs": 1, "batch_size": 8, "augment": False},
-}
+NAME = "bbox_regressor_toy"  # the experiment row (params.yaml experiments.NAME)
+DATASET = "caltech101"
+STAGES = ("train", "evaluate")
+HISTORY = f"data/plots/{NAME}/history.csv"
 # Each run sets all it changes: `dvc exp run` starts from the workspace, where the previous
 # experiment's params were applied.
 EXPERIMENTS = {
     "two-epochs": ["train.epochs=2"],
-    "lr-0.01": ["train.epochs=1", "model.learning_rate=0.01"],
+    "lr-0.01": ["train.epochs=1", "train.model.learning_rate=0.01"],
 }
 
 
@@ -48,32 +44,44 @@ def run(command, cwd: Path, env: dict, timeout: float = 300) -> str:
     return result.stdout
 
 
-def merged(base: dict, changes: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) else value
-    return out
+def write_project(root: Path, params: dict, stages=STAGES, copy_kdet: bool = True) -> None:
+    """The project's real ``dvc.yaml`` stages ``stages`` (generated from ``params``' tables),
+    ``pipelines/`` scripts and ``.gitignore``, with ``params`` as ``params.yaml``; ``kdet``
+    copied in (else importable through ``PYTHONPATH``)."""
+    if copy_kdet:
+        shutil.copytree(
+            REPO_ROOT / "kdet", root / "kdet", ignore=shutil.ignore_patterns("__pycache__")
+        )
+    (root / "pipelines").mkdir()
+    for script in ("experiment.py", "fetch.py"):
+        shutil.copy(REPO_ROOT / "pipelines" / script, root / "pipelines" / script)
+    dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    stages = {name: copy.deepcopy(dvc_yaml["stages"][name]) for name in stages}
+    if not copy_kdet:  # kdet comes from PYTHONPATH: depend on the scripts only
+        for stage in stages.values():
+            stage["do"]["deps"] = [d for d in stage["do"]["deps"] if not d.startswith("kdet")]
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")  # data/, mlflow.db, ...
 
 
 def make_project(root: Path) -> None:
-    """kdet, the real train/evaluate scripts, stages and .gitignore, tiny params and 24 toy
+    """kdet, the real train/evaluate stages of one tiny bbox_regressor row and 24 toy
     images."""
-    shutil.copytree(REPO_ROOT / "kdet", root / "kdet", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "pipelines").mkdir()
-    for script in ("train_single_box.py", "evaluate_single_box.py"):
-        shutil.copy(REPO_ROOT / "pipelines" / script, root / "pipelines" / script)
-    dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-    plots = [entry for entry in dvc_yaml["plots"] if HISTORY in entry]
-    stages = {name: dvc_yaml["stages"][name] for name in STAGES}
-    (root / "dvc.yaml").write_text(
-        yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False)
-    )
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())[GROUP]
-    (root / "params.yaml").write_text(yaml.safe_dump({GROUP: merged(params, TINY)}))
-    records = root / "data" / "raw" / "caltech101"
+    row = tiny_row("bbox_regressor", DATASET, root)
+    row["train"]["classes"] = ["red"]
+    row["train"]["feature_cache_dir"] = "data/features"  # relative: the stage runs in root
+    write_project(root, {"experiments": {NAME: row}})
+    records = root / "data" / "raw" / DATASET
     records.mkdir(parents=True)
     make_single_box_records(records)
-    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")  # data/, mlflow.db, ...
+
+
+def init_git_dvc(project: Path, env: dict) -> None:
+    run(["git", "init", "-q", "-b", "main"], project, env)
+    run([DVC, "init", "-q"], project, env)
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "tiny kdet project"], project, env)
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +92,9 @@ def experiments(tmp_path_factory):
     project.mkdir()
     make_project(project)
     env = project_env(project, root)
-    run(["git", "init", "-q", "-b", "main"], project, env)
-    run([DVC, "init", "-q"], project, env)
-    run(["git", "add", "-A"], project, env)
-    run(["git", "commit", "-qm", "tiny kdet project"], project, env)
+    init_git_dvc(project, env)
     for name, overrides in EXPERIMENTS.items():
-        sets = [arg for value in overrides for arg in ("-S", f"{GROUP}.{value}")]
+        sets = [arg for value in overrides for arg in ("-S", f"experiments.{NAME}.{value}")]
         run([DVC, "exp", "run", "-n", name, *sets], project, env)
     return project, env
 
@@ -124,7 +129,7 @@ def mlflow_run(project: Path, name: str):
     """The MLflow run a DVC experiment's stages logged (tagged with the experiment name)."""
     client = mlflow_client(project)
     runs = client.search_runs(
-        [client.get_experiment_by_name("caltech101").experiment_id],
+        [client.get_experiment_by_name(DATASET).experiment_id],
         filter_string=f"tags.dvc_experiment = '{name}'",
     )
     assert len(runs) == 1, f"{len(runs)} MLflow runs tagged dvc_experiment={name}"
@@ -137,14 +142,15 @@ def test_exp_show_lists_the_metrics_mlflow_logged(experiments):
     assert set(EXPERIMENTS) <= set(rows), rows.keys()
     for name in EXPERIMENTS:
         data = rows[name]
-        params = data["params"]["params.yaml"]["data"][GROUP]
+        params = data["params"]["params.yaml"]["data"]["experiments"][NAME]
         mlflow_data = mlflow_run(project, name).data
         assert params["train"]["epochs"] == (2 if name == "two-epochs" else 1)
         assert mlflow_data.params["train.epochs"] == str(params["train"]["epochs"])
-        assert mlflow_data.params["model.learning_rate"] == str(params["model"]["learning_rate"])
+        learning_rate = params["train"]["model"].get("learning_rate", 0.001)
+        assert mlflow_data.params["train.model.learning_rate"] == str(learning_rate)
 
         shown = {}
-        for path in (f"data/metrics/{GROUP}.json", f"data/metrics/{GROUP}_train.json"):
+        for path in (f"data/metrics/{NAME}.json", f"data/metrics/{NAME}_train.json"):
             assert "data" in data["metrics"][path], data["metrics"][path]  # e.g. not in Git
             shown.update(numeric_leaves(data["metrics"][path]["data"]))
         assert {"mean_iou", "baseline_mean_iou", "latency_ms", "loss", "val_loss"} <= set(shown)
@@ -165,7 +171,7 @@ def test_plots_diff_draws_the_training_curves_of_both_experiments(experiments):
     client = mlflow_client(project)
     for name in (first, second):
         run_id = mlflow_run(project, name).info.run_id
-        for curve in ("loss", "val_loss"):
+        for curve in {row["field"] for row in rows if row["rev"] == name} or {"loss"}:
             drawn = sorted(
                 (int(row["epoch"]), float(row["dvc_inferred_y_value"]))
                 for row in rows
@@ -179,18 +185,15 @@ def test_plots_diff_draws_the_training_curves_of_both_experiments(experiments):
     assert (len(epochs[first]), len(epochs[second])) == (2, 1)
 
 
-def test_every_family_training_curve_is_a_plot_against_epochs():
+def test_every_training_curve_is_a_plot_against_epochs():
     dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-    charts = {path: props for entry in dvc_yaml["plots"] for path, props in entry.items()}
-    for name, family in FAMILIES.items():
-        for dataset in family.datasets:
-            stage = dvc_yaml["stages"][family.stage("train", dataset)]
-            outs = [next(iter(out)) if isinstance(out, dict) else out for out in stage["outs"]]
-            curves = [path for path in outs if path.endswith("history.csv")]
-            assert len(curves) == 1, (name, dataset, outs)
-            chart = charts[curves[0]]
-            assert chart["x"] == "epoch" and "loss" in chart["y"], (name, chart)
-            stage_plots = [
-                next(iter(p)) if isinstance(p, dict) else p for p in stage.get("plots", [])
-            ]
-            assert curves[0] not in stage_plots, "drawn twice: as a stage plot and a chart"
+    for stage in ("train", "finetune"):
+        do = dvc_yaml["stages"][stage]["do"]
+        outs = [next(iter(out)) if isinstance(out, dict) else out for out in do["outs"]]
+        plots = {path: props for p in do["plots"] for path, props in p.items()}
+        assert list(plots) == ["data/plots/${key}/history.csv"], (stage, plots)
+        assert not set(plots) & set(outs), "a stage plot is an output: DVC refuses it twice"
+        chart = plots["data/plots/${key}/history.csv"]
+        assert chart["x"] == "epoch" and chart["y"] == "loss", (stage, chart)
+    for name in family_names():
+        assert "loss" in get_family(name).history_columns, name

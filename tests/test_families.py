@@ -1,36 +1,122 @@
-"""The CLI's family table agrees with the project's dvc.yaml."""
+"""The family registry, the params.yaml tables and the generated dvc.yaml stages agree."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from kdet.families import FAMILIES
+from kdet.experiment import Experiment, Layout
+from kdet.families import FAMILY_MODULES, Family, family_names, get_family, merge_options
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def names(entries):
     return [next(iter(e)) if isinstance(e, dict) else e for e in entries or []]
 
 
-def inside(path, outputs):
-    return any(path == out or path.startswith(f"{out}/") for out in outputs)
+def fill(text, key, item):
+    text = text.replace("${key}", key)
+    for field, value in item.items():
+        text = text.replace("${item." + field + "}", str(value))
+    return text
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_family_stages_write_its_saved_model_and_metrics(name):
-    family = FAMILIES[name]
-    for dataset in family.datasets:
-        stages = {command: family.stage(command, dataset) for command in ("train", "evaluate")}
-        stages["export"] = family.stage("export", dataset)
-        assert set(stages.values()) <= set(STAGES), stages
-        export = STAGES[stages["export"]]
-        assert inside(family.path("saved_model", dataset), names(export.get("outs")))
-        evaluate = STAGES[stages["evaluate"]]
-        assert family.path("metrics", dataset) in names(evaluate.get("metrics"))
-        item = STAGES["publish"]["foreach"][f"{name}_{dataset}"]
-        assert (item["family"], item["dataset"]) == (name, dataset)
-        assert item["saved_model"] == family.path("saved_model", dataset)
-        assert item["metrics"] == family.path("metrics", dataset)
+def rows():
+    for table in ("experiments", "finetune"):
+        for name, row in PARAMS[table].items():
+            yield table, name, row
+
+
+@pytest.mark.parametrize("name", family_names())
+def test_every_registered_family_implements_the_protocol(name):
+    family = get_family(name)
+    assert isinstance(family, Family)
+    assert family.name == name
+    assert family.summary
+    assert set(family.defaults) == {"train", "evaluate"}
+    assert family.rank_by
+    assert type(family).train is not Family.train
+    assert type(family).evaluate is not Family.evaluate
+
+
+def test_family_names_are_the_registry_sorted():
+    assert family_names() == sorted(FAMILY_MODULES)
+    with pytest.raises(ValueError, match="unknown model family 'nope'.*yolov8"):
+        get_family("nope")
+
+
+def test_importing_the_registry_imports_no_model_code():
+    code = (
+        "import sys, kdet.families; "
+        "print(any(m.startswith(('keras_cv', 'kdet.models')) for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_merge_options_refuses_unknown_keys_naming_them():
+    assert merge_options({"a": 1, "d": {"x": 1, "y": 2}}, {"d": {"y": 3}}, "w") == {
+        "a": 1,
+        "d": {"x": 1, "y": 3},
+    }
+    with pytest.raises(ValueError, match=r"w\.d\.z: unknown option 'z' \(allowed: x, y\)"):
+        merge_options({"d": {"x": 1, "y": 2}}, {"d": {"z": 0}}, "w")
+
+
+@pytest.mark.parametrize(("table", "name", "row"), list(rows()), ids=lambda v: str(v)[:30])
+def test_every_params_row_is_a_valid_experiment_on_a_declared_dataset(table, name, row):
+    experiment = Experiment.from_row(name, row, where=table)
+    assert experiment.family in family_names()
+    assert experiment.dataset in PARAMS["datasets"]
+    if experiment.init_from:
+        assert experiment.init_from in PARAMS["experiments"]
+
+
+@pytest.mark.parametrize(
+    ("table", "train", "evaluate", "publish"),
+    [
+        ("experiments", "train", "evaluate", "publish"),
+        ("finetune", "finetune", "evaluate_finetuned", "publish_finetuned"),
+    ],
+)
+def test_generated_stages_write_the_layout_paths(table, train, evaluate, publish):
+    layout = Layout(Path("."))
+    for stage in (train, evaluate, publish):
+        assert STAGES[stage]["foreach"] == "${" + table + "}"
+    for name, row in PARAMS[table].items():
+
+        def rel(path):
+            return path.as_posix().removeprefix("./")
+
+        train_stage, evaluate_stage = STAGES[train]["do"], STAGES[evaluate]["do"]
+        assert fill(train_stage["cmd"], name, row).endswith(f"experiment.py train {name}")
+        assert fill(evaluate_stage["cmd"], name, row).endswith(f"experiment.py evaluate {name}")
+        train_outs = [fill(o, name, row) for o in names(train_stage["outs"])]
+        assert rel(layout.train_dir(name)) in train_outs
+        assert rel(layout.train_metrics(name)) in [
+            fill(o, name, row) for o in names(train_stage["metrics"])
+        ]
+        assert rel(layout.records(row["dataset"])) in [
+            fill(d, name, row) for d in train_stage["deps"]
+        ]
+        assert rel(layout.saved_model(name)) in [
+            fill(o, name, row) for o in names(evaluate_stage["outs"])
+        ]
+        assert rel(layout.metrics(name)) in [
+            fill(o, name, row) for o in names(evaluate_stage["metrics"])
+        ]
+        assert rel(layout.train_dir(name)) in [fill(d, name, row) for d in evaluate_stage["deps"]]
+
+
+def test_fetch_stage_writes_every_dataset_folder():
+    fetch = STAGES["fetch"]
+    assert fetch["foreach"] == "${datasets}"
+    assert fetch["do"]["outs"] == ["data/raw/${key}"]
+    assert "datasets.${key}" in fetch["do"]["params"]
+    for name, entry in PARAMS["datasets"].items():
+        assert "source" in entry, name

@@ -1,43 +1,33 @@
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
 
-from kdet.families import FAMILIES, Family
+from kdet.experiment import Layout
 from tests.toy_detector import export_toy_detector
 
-SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "publish.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "pipelines" / "experiment.py"
 
 
-def test_publish_stage_registers_the_family_model(tmp_path, monkeypatch, capsys):
-    subprocess.run(
-        [sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=tmp_path, check=True
-    )
-    export_toy_detector(tmp_path / "models" / "toy" / "saved_model")
-    (tmp_path / "metrics.json").write_text(json.dumps({"mean_iou": 0.4, "mAP50": 0.1}))
-    (tmp_path / "params.yaml").write_text("publish: {alias: best, proposals: null}\n")
-    stage = {"cmd": "python publish.py toy shapes", "params": ["publish"]}
-    (tmp_path / "dvc.yaml").write_text(json.dumps({"stages": {"publish": {
-        "foreach": {"toy_shapes": {}}, "do": stage
-    }}}))  # fmt: skip
-    family = Family(
-        summary="toy",
-        datasets=("shapes",),
-        train="t",
-        evaluate="t",
-        export="t",
-        saved_model="models/toy/saved_model",
-        metrics="metrics.json",
-        rank_by="mean_iou",
-        registered_model="{dataset}_toy",
-    )
-    monkeypatch.setitem(FAMILIES, "toy", family)
+def test_publish_stage_registers_the_experiment_model(tmp_path, monkeypatch, capsys):
+    layout = Layout(tmp_path)
+    export_toy_detector(layout.saved_model("toy_shapes"))
+    layout.metrics("toy_shapes").parent.mkdir(parents=True)
+    layout.metrics("toy_shapes").write_text(json.dumps({"mean_iou": 0.4, "mAP50": 0.1}))
+    row = {
+        "family": "multiclass",  # ranked by mean_iou
+        "dataset": "shapes",
+        "registered_model": "shapes_toy",
+        "train": {},
+        "evaluate": {},
+    }
+    params = {"publish": {"alias": "best", "proposals": None}, "experiments": {"toy_shapes": row}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["publish.py", "toy", "shapes"])
-    spec = importlib.util.spec_from_file_location("publish_stage", SCRIPT)
+    monkeypatch.setattr(sys, "argv", ["experiment.py", "publish", "toy_shapes"])
+    spec = importlib.util.spec_from_file_location("experiment_stage", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main()

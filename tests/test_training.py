@@ -27,21 +27,24 @@ def test_precision_auto_and_errors(monkeypatch):
         training.configure_precision("fp8")
 
 
-def test_callbacks_checkpoint_early_stop_and_csv(tmp_path):
+def test_fit_with_callbacks_early_stop_csv_and_checkpoint(tmp_path):
     training.set_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     x, y = np.random.rand(16, 3), np.random.rand(16, 1)
     callbacks = training.training_callbacks(
-        checkpoint_dir=tmp_path / "ckpt",
         early_stopping_patience=1,
         monitor="loss",
         history_csv=tmp_path / "history.csv",
         log_to_mlflow=False,
     )
-    history = model.fit(x, y, epochs=3, verbose=0, callbacks=callbacks)
-    assert (tmp_path / "ckpt" / "last.keras").exists()
-    assert (tmp_path / "ckpt" / "best.keras").exists()
+    assert "EarlyStopping" in [type(c).__name__ for c in callbacks]
+    history = training.fit(
+        model, x, y, epochs=3, verbose=0, callbacks=callbacks, checkpoint_dir=tmp_path / "ckpt"
+    )
+    # a completed run deletes its resumable backup and leaves no .keras checkpoints
+    assert not (tmp_path / "ckpt" / "backup").exists()
+    assert not list(tmp_path.rglob("*.keras"))
     rows = list(csv.DictReader((tmp_path / "history.csv").read_text().splitlines()))
     assert len(rows) == len(history.history["loss"])
     fig = training.plot_history(history.history)
@@ -50,7 +53,6 @@ def test_callbacks_checkpoint_early_stop_and_csv(tmp_path):
 
 def test_callbacks_of_a_non_chief_worker_write_nothing(tmp_path):
     callbacks = training.training_callbacks(
-        checkpoint_dir=tmp_path / "ckpt",
         early_stopping_patience=1,
         history_csv=tmp_path / "history.csv",
         log_to_mlflow=True,

@@ -30,15 +30,18 @@ ROOT = Path(kdet.__file__).parents[1]
 DEADLINE_S = 300  # generous bound on any one wait: a busy machine is slow, never wrong
 HELD_BYTES = 8 * 65536  # whole download chunks, so the client writes all of them out
 
+# The project's fetch@DATASET stages (generated from params.yaml datasets:), with one dataset.
 FETCH_YAML = f"""stages:
-  fetch_raccoon:
-    cmd: {sys.executable} {ROOT / "pipelines" / "fetch.py"} raccoon
-    params:
-      - fetch.raccoon
-    outs:
-      - data/raw/raccoon
+  fetch:
+    foreach: ${{datasets}}
+    do:
+      cmd: {sys.executable} {ROOT / "pipelines" / "fetch.py"} ${{key}}
+      params:
+        - datasets.${{key}}
+      outs:
+        - data/raw/${{key}}
 """
-FETCH_PARAMS = "fetch:\n  raccoon:\n    seed: 0\n    progress: false\n"
+FETCH_PARAMS = "datasets:\n  raccoon:\n    source: raccoon\n    seed: 0\n    progress: false\n"
 ARCHIVE = "data/raw/raccoon/downloads/raccoon_dataset-master.zip"
 
 

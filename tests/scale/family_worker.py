@@ -72,12 +72,14 @@ def single_box(strategy, folder: Path) -> dict:
         strategy,
         info=result.info,
         loss=result.history["loss"],
+        # the resumable backup (kdet.training.fit) is deleted when training completes
         written=sorted(
             p.name
             for p in [
                 folder / "single_box_history.csv",
-                *(folder / "single_box_checkpoints").iterdir(),
+                *(folder / "single_box_checkpoints").rglob("*"),
             ]
+            if p.is_file()
         ),
     )
 

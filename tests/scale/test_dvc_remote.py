@@ -10,8 +10,9 @@ from tests.scale.processes import REPO_ROOT, VENV_BIN, project_env
 
 DVC = str(VENV_BIN / "dvc")
 PARAMS = {
-    "fetch": {
+    "datasets": {
         "shapes": {
+            "source": "shapes",
             "num_images": 12,
             "image_size": 32,
             "max_objects": 2,
@@ -47,14 +48,15 @@ def run(command, cwd: Path, env: dict, timeout: float = 180) -> str:
 
 
 def make_project(root: Path) -> None:
-    """A small copy of kdet's project: the package, the real fetch stage and a train stage."""
+    """A small copy of kdet's project: the package, the real ``fetch@DATASET`` stages (one
+    dataset) and a train stage."""
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(REPO_ROOT / "kdet", root / "kdet", ignore=ignore)
     (root / "pipelines").mkdir()
     shutil.copy(REPO_ROOT / "pipelines" / "fetch.py", root / "pipelines" / "fetch.py")
     shutil.copy(Path(__file__).with_name("dvc_train_stage.py"), root / "pipelines/train_small.py")
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    dvc_yaml = {"stages": {"fetch_shapes": stages["fetch_shapes"], "train_small": TRAIN_STAGE}}
+    dvc_yaml = {"stages": {"fetch": stages["fetch"], "train_small": TRAIN_STAGE}}
     (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
 
@@ -83,7 +85,7 @@ def test_push_to_a_remote_then_clone_and_pull(tmp_path):
     for path in cached:
         assert (clone / path).read_bytes() == (project / path).read_bytes(), path
     images = sorted(p.name for p in (clone / "data/raw/shapes/images").iterdir())
-    assert len(images) == PARAMS["fetch"]["shapes"]["num_images"]
+    assert len(images) == PARAMS["datasets"]["shapes"]["num_images"]
 
     status = run([DVC, "status"], clone, env)
     assert "Data and pipelines are up to date." in status, status

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from kdet.families import FAMILIES
+from kdet.experiment import Experiment
+from kdet.families import family_names, get_family
 from kdet.models.single_box.train import train_single_box
 from tests.models.single_box.conftest import make_single_box_records
 from tests.scale.processes import REPO_ROOT, child_env, started, wait_all
@@ -45,7 +46,7 @@ def test_single_box_trains_on_the_global_batch(mirrored):
     trained_on_two_replicas(entry, steps=2)
     assert entry["info"]["global_batch_size"] == 8 and entry["info"]["replicas"] == 2
     # One machine: this process is the chief and writes.
-    assert entry["written"] == ["best.keras", "last.keras", "single_box_history.csv"]
+    assert entry["written"] == ["single_box_history.csv"]
 
 
 def test_single_box_feature_cache_trains_the_head(mirrored):
@@ -90,27 +91,17 @@ def test_auto_is_the_default_strategy_here(tmp_path):
 
 
 def test_every_training_stage_has_a_strategy_param():
+    """Every row's ``train`` options (the train stages' params) hold ``strategy``: ``auto``
+    unless the row says otherwise; every family's training takes one."""
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    training = {
-        family.stage("train", dataset)
-        for family in FAMILIES.values()
-        for dataset in family.datasets
-    }
-    assert training >= {
-        "train_bbox_regressor",
-        "train_multiclass",
-        "train_yolov8_raccoon",
-        "train_yolov8_shapes",
-        "rcnn_raccoon",
-        "fast_rcnn_raccoon",
-    }
-    for stage in sorted(training):
-        groups = []
-        for key in stages[stage]["params"]:
-            value = params
-            for part in key.split("."):
-                value = value[part]
-            groups.append(value)
-        strategies = [g["strategy"] for g in groups if isinstance(g, dict) and "strategy" in g]
-        assert strategies == ["auto"], f"{stage}: {stages[stage]['params']}"
+    assert "experiments.${key}.train" in stages["train"]["do"]["params"]
+    assert "finetune.${key}.train" in stages["finetune"]["do"]["params"]
+    rows = {**params["experiments"], **params["finetune"]}
+    assert {row["family"] for row in rows.values()} == set(family_names())
+    for name, row in rows.items():
+        experiment = Experiment.from_row(name, row)
+        assert experiment.train["strategy"] == row["train"].get("strategy", "auto"), name
+        assert experiment.train["strategy"] == "auto", name
+    for name in family_names():
+        assert "strategy" not in get_family(name).defaults["train"]  # the runner adds it

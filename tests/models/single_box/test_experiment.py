@@ -1,61 +1,49 @@
+"""A single-box experiment through the runner: files, MLflow run, figures (tiny model)."""
+
 import json
+import shutil
 
 import mlflow
 import pytest
 
-from kdet.models.single_box.experiment import flat_metrics, run_evaluation, run_training
+from kdet import experiment
+from kdet.experiment import Experiment, Layout, flat_metrics
+from tests.models.single_box.conftest import make_single_box_records
+from tests.runner_helpers import mlflow_run, tiny_row
 
 
-@pytest.fixture
-def tracking_uri(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("KDET_PROJECT_ROOT", str(tmp_path))
-    return uri
-
-
-def test_training_and_evaluation_are_tracked(toy_records, tmp_path, tracking_uri):
-    info = run_training(
-        records_dir=toy_records.root,
-        model_dir=tmp_path / "model",
-        plots_dir=tmp_path / "plots",
-        run_name="toy_multiclass",
-        experiment="toy",
-        params={"train": {"epochs": 2}},
-        model="multiclass_detector",
-        model_options={"backbone": "small_cnn", "box_units": (8,), "class_units": (8,)},
-        image_size=(64, 64),
-        metrics_path=tmp_path / "train_metrics.json",
-        epochs=2,
-        verbose=0,
-    )
-    assert (tmp_path / "model" / "model.keras").exists()
-    assert (tmp_path / "model" / "saved_model" / "saved_model.pb").exists()
-    assert json.loads((tmp_path / "model" / "run.json").read_text())["run_id"] == info["run_id"]
-
-    train_metrics = json.loads((tmp_path / "train_metrics.json").read_text())
+def test_training_and_evaluation_are_tracked(tmp_path):
+    layout = Layout(tmp_path)
+    folder = layout.records("toy")
+    folder.mkdir(parents=True)
+    make_single_box_records(folder)
+    row = tiny_row("multiclass", "toy", tmp_path)
+    row["train"].update(epochs=2, classes=["red", "blue"])
+    exp = Experiment.from_row("toy_multiclass", row)
+    numbers = experiment.train(exp, root=tmp_path)
+    train_dir = layout.train_dir("toy_multiclass")
+    assert (train_dir / "model.keras").exists()
+    info = json.loads((train_dir / experiment.RUN_FILE).read_text())
+    train_metrics = json.loads(layout.train_metrics("toy_multiclass").read_text())
+    assert train_metrics == pytest.approx(numbers)
     assert train_metrics["train_epochs_run"] == 2
     assert {"loss", "val_loss", "train_fit_seconds"} <= set(train_metrics)
 
-    metrics = run_evaluation(
-        records_dir=toy_records.root,
-        model_dir=tmp_path / "model",
-        metrics_path=tmp_path / "metrics.json",
-        plots_dir=tmp_path / "plots",
-    )
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    metrics = experiment.evaluate(exp, root=tmp_path)
+    assert (layout.saved_model("toy_multiclass") / "saved_model.pb").exists()
+    assert json.loads(layout.metrics("toy_multiclass").read_text()) == metrics
     assert {"mean_iou", "baseline_mean_iou", "class_accuracy", "per_class"} <= set(metrics)
     assert 0 < metrics["latency_ms"] <= metrics["latency_p90_ms"]  # the SavedModel's
     assert metrics["confusion_matrix"]["labels"] == ["red", "blue"]
-    assert (tmp_path / "plots" / "confusion.csv").read_text().count("\n") == 9
-    assert (tmp_path / "plots" / "history.csv").exists()
+    plots = layout.plots("toy_multiclass")
+    assert (plots / "confusion.csv").read_text().count("\n") == 9
+    assert (plots / "history.csv").exists()
 
-    mlflow.set_tracking_uri(tracking_uri)
-    run = mlflow.get_run(info["run_id"])
+    run = mlflow_run(info["run_id"])
     assert run.data.params["train.epochs"] == "2"
     logged = run.data.metrics
     assert {"loss", "val_loss", "mean_iou", "latency_ms", "per_class.red.mean_iou"} <= set(logged)
-    for name, value in {**flat_metrics(metrics), **train_metrics}.items():
+    for name, value in {**flat_metrics(metrics), **flat_metrics(train_metrics)}.items():
         assert logged[name] == pytest.approx(value), name  # the JSON files' names and values
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(info["run_id"], "loss")) == 2
@@ -66,8 +54,11 @@ def test_training_and_evaluation_are_tracked(toy_records, tmp_path, tracking_uri
         "figures/confusion.png",
     } <= artifacts
     assert client.list_artifacts(info["run_id"], "saved_model")
-    versions = client.search_model_versions("name='toy_multiclass_detector'")
-    assert versions and versions[0].run_id == info["run_id"]
+    assert client.list_artifacts(info["run_id"], "model")  # the Keras model, with signature
+
+    # evaluation reads only the train folder and the records: a copy elsewhere evaluates too
+    shutil.rmtree(layout.saved_model("toy_multiclass"))
+    assert experiment.evaluate(exp, root=tmp_path)["mean_iou"] == pytest.approx(metrics["mean_iou"])
 
 
 def test_flat_metrics_name_nested_numbers_like_dvc():

@@ -69,7 +69,8 @@ def test_multiclass_training_evaluation_and_figures(toy_records, tmp_path):
     )
     assert result.info["feature_cache"] == "off" and result.info["precision"] == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
-    assert (tmp_path / "checkpoints" / "last.keras").exists()
+    assert not (tmp_path / "checkpoints" / "backup").exists()  # deleted when training ends
+    assert not list(tmp_path.rglob("*.keras"))
     data = result.data
     evaluation = evaluate_single_box(
         result.model,

@@ -38,7 +38,9 @@ def test_training_logs_finite_losses_and_throughput(trained):
     assert history["box_loss"][-1] > 0 and history["class_loss"][-1] > 0
     assert all(v > 0 for v in history["images_per_s"])
     assert (folder / "history.csv").read_text().count("\n") == 3
-    assert (folder / "checkpoints" / "last.keras").exists()
+    # a completed run deletes its resumable backup (kdet.training.fit) and keeps no .keras
+    assert not (folder / "checkpoints" / "backup").exists()
+    assert not list(folder.rglob("*.keras"))
 
 
 def test_evaluation_reports_every_class_in_original_pixels(trained, tiny_records):
