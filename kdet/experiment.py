@@ -202,7 +202,7 @@ def train(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
                 f"experiment {experiment.name!r} starts from {experiment.init_from!r}, which is "
                 f"not trained yet (dvc repro train@{experiment.init_from})",
             )
-    options = {**experiment.train, "init_dir": init_dir}
+    options = {**_under_root(experiment.train, layout.root), "init_dir": init_dir}
     strategy = options["strategy"] = distribute.get_strategy(options["strategy"])
     if not distribute.is_chief(strategy):
         with tempfile.TemporaryDirectory() as scratch:
@@ -243,13 +243,10 @@ def train(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
             **options,
         )
         numbers.setdefault("train_seconds", time.perf_counter() - start)
-        # The per-epoch callback already logged the last epoch's values (loss, ...) with
-        # their steps; logging them again would add a step-0 point to each curve.
-        import mlflow
-
-        per_epoch = mlflow.get_run(run.info.run_id).data.metrics
-        tracking.log_metrics({k: v for k, v in numbers.items() if k not in per_epoch})
         history = read_history(history_csv)
+        # The per-epoch callback already logged the history's columns (loss, ...) with
+        # their steps; logging them again would add a step-0 point to each curve.
+        tracking.log_metrics({k: v for k, v in numbers.items() if k not in history})
         if history:
             from kdet.training import plot_history
 
@@ -379,6 +376,18 @@ def flat_metrics(metrics: Mapping) -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[key] = value
     return flat
+
+
+def _under_root(options: Mapping, root: Path) -> dict:
+    """``options`` with relative ``*cache_dir`` paths (at any depth) placed under ``root``."""
+    placed = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            value = _under_root(value, root)
+        elif key.endswith("cache_dir") and value is not None and not Path(value).is_absolute():
+            value = str(Path(root) / value)
+        placed[key] = value
+    return placed
 
 
 def _checkpoint_key(experiment: Experiment, records: RecordSet, init_dir: Path | None) -> str:

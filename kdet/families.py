@@ -44,9 +44,10 @@ class Evaluation:
 
     Attributes:
         metrics: numbers (nested dicts allowed) written to the metrics JSON and MLflow;
-            detectors give ``mAP50``, ``mAP`` and, per class, ``AP50/CLASS`` and
-            ``AP/CLASS``; ``latency_ms`` when the family times itself (otherwise the
-            runner times the SavedModel).
+            detectors give ``mAP50``, ``mAP``, ``AP50/CLASS``, ``AP/CLASS`` and
+            ``per_class`` (precision, recall, AP50 at the operating threshold);
+            ``latency_ms`` when the family times itself (otherwise the runner times the
+            SavedModel).
         figures: ``{file name: matplotlib figure}`` saved under the plots folder and
             logged to MLflow.
         pr_result: the :class:`kdet.metrics.DetectionResult` whose PR curves go to
