@@ -157,3 +157,43 @@ def test_trained_model_exports(trained, tiny_records, tmp_path):
         image_bytes=tf.io.encode_png(image)
     )
     assert int(out["num_detections"]) == out["boxes"].shape[0]
+
+
+def test_family_protocol_trains_evaluates_and_exports(tiny_records, tmp_path):
+    family = get_family("retinanet")
+    options = {**family.defaults["train"], "image_size": 64, "batch_size": 4, "epochs": 1}
+    numbers = family.train(
+        tiny_records,
+        train_dir=tmp_path,
+        history_csv=tmp_path / "history.csv",
+        checkpoint_dir=tmp_path / "checkpoints",
+        strategy=tf.distribute.get_strategy(),
+        init_dir=None,
+        **options,
+    )
+    assert np.isfinite(numbers["final_loss"]) and (tmp_path / "model.keras").exists()
+    header = (tmp_path / "history.csv").read_text().splitlines()[0].split(",")
+    assert set(family.history_columns) <= set(header)
+    evaluation = family.evaluate(
+        tiny_records,
+        train_dir=tmp_path,
+        saved_model=tmp_path / "saved_model",
+        **family.defaults["evaluate"],
+    )
+    assert {"mAP50", "mAP", "test_images"} <= set(evaluation.metrics)
+    assert "pr_curves.png" in evaluation.figures and evaluation.pr_result is not None
+    assert (tmp_path / "saved_model" / "saved_model.pb").exists()
+
+
+def test_init_from_another_experiment_goes_through_a_preset_folder(tmp_path):
+    from kdet.models.retinanet.family import MODEL_FILE, _init_preset
+
+    model = build_retinanet(num_classes=2, image_size=64)
+    (tmp_path / "init").mkdir()
+    model.save(tmp_path / "init" / MODEL_FILE)
+    preset = _init_preset(tmp_path / "init", tmp_path)
+    again = build_retinanet(num_classes=2, image_size=64, weights=preset)
+    images, _ = _batch()
+    expected = model(model.preprocessor(images))
+    for key, value in again(again.preprocessor(images)).items():
+        np.testing.assert_allclose(value, expected[key], rtol=1e-5, atol=1e-5)
