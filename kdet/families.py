@@ -35,6 +35,7 @@ FAMILY_MODULES: dict[str, str] = {
     "fast_rcnn": "kdet.models.rcnn.family:FAST_RCNN",
     "sliding_window": "kdet.models.rcnn.family:SLIDING_WINDOW",
     "yolov8": "kdet.models.yolov8.family:YOLOV8",
+    "retinanet": "kdet.models.retinanet.family:RETINANET",
 }
 
 

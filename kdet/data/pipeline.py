@@ -53,7 +53,7 @@ def _decode_and_resize(image_size, keep_aspect_ratio, max_boxes):
     return fn
 
 
-def _to_keras_cv(element):
+def _batch_dict(element):
     return {
         "images": tf.cast(element["images"], tf.float32),
         "bounding_boxes": {"boxes": element["boxes"], "classes": element["classes"]},
@@ -121,8 +121,9 @@ def build_pipeline(
         normalization: ``"none"`` (``0..255``), ``"unit"`` (``0..1``), ``"vgg16"`` or
             ``"mobilenet_v2"`` (see :func:`~kdet.data.normalize`).
         augment: ``True`` for :func:`~kdet.data.default_augmenters` (horizontal flip and
-            jittered resize), or a sequence of KerasCV-style layers working on ``"xyxy"``
-            batches; ``None``/``False`` for none.
+            a random scale with crop/pad), or a sequence of Keras 3 core box-aware layers
+            (``bounding_box_format="xyxy"``; see :func:`~kdet.data.augment_batch`);
+            ``None``/``False`` for none.
         shuffle: shuffle each epoch; an int sets the shuffle buffer (``True``: the whole
             dataset when its size is known, else 1024 examples).
         seed: seed of the shuffle and the augmentation, for a reproducible order.
@@ -199,7 +200,7 @@ def build_pipeline(
     )
     finish = _finish(normalization, bounding_box_format)
     if augmenters:
-        dataset = dataset.map(_to_keras_cv, num_parallel_calls=autotune)
+        dataset = dataset.map(_batch_dict, num_parallel_calls=autotune)
         # Sequential: the layers draw from stateful seed generators, so a parallel map
         # would hand out the draws in a nondeterministic order.
         dataset = dataset.map(lambda batch: augment_batch(batch, augmenters, max_boxes))
@@ -207,5 +208,5 @@ def build_pipeline(
     else:
         # One map instead of two when nothing runs between them: fewer stages handing
         # batches between threads.
-        dataset = dataset.map(lambda batch: finish(_to_keras_cv(batch)), num_parallel_calls=autotune)
+        dataset = dataset.map(lambda batch: finish(_batch_dict(batch)), num_parallel_calls=autotune)
     return dataset.prefetch(autotune)

@@ -31,14 +31,12 @@ def to_corners(boxes, bounding_box_format):
     target = "rel_xyxy" if bounding_box_format.startswith("rel_") else "xyxy"
     if bounding_box_format == target:
         return boxes
-    # Imported here so that xyxy users of kdet.metrics do not pay for TensorFlow.
-    import keras
-    import keras_cv
+    # Imported here so that xyxy users of kdet.metrics do not pay for Keras; NumPy in,
+    # NumPy out (no tensor round trip).
+    from kdet.bounding_box import convert_format
 
-    converted = keras_cv.bounding_box.convert_format(
-        boxes, source=bounding_box_format, target=target, dtype="float64"
-    )
-    return np.asarray(keras.ops.convert_to_numpy(converted), dtype=np.float64)
+    converted = convert_format(boxes, source=bounding_box_format, target=target, dtype="float64")
+    return np.asarray(converted, dtype=np.float64)
 
 
 def _area(boxes):

@@ -12,15 +12,16 @@ Example:
 """
 
 import keras
-import keras_cv
 from keras import ops
+
+from kdet.bounding_box import convert_format
 
 
 def _corners(boxes, bounding_box_format):
     target = "rel_xyxy" if bounding_box_format.startswith("rel_") else "xyxy"
     if bounding_box_format == target:
         return boxes
-    return keras_cv.bounding_box.convert_format(boxes, source=bounding_box_format, target=target)
+    return convert_format(boxes, source=bounding_box_format, target=target)
 
 
 @keras.saving.register_keras_serializable(package="kdet")

@@ -27,7 +27,7 @@ def test_batch_shapes_dtypes_and_padding(record_set):
     record = record_set.records[1]
     scale = np.array([40 / record.width, 32 / record.height] * 2)
     np.testing.assert_allclose(boxes[1, :2].numpy(), record.boxes_array() * scale, rtol=1e-5)
-    assert 0 <= images.numpy().min() and images.numpy().max() <= 255
+    assert images.numpy().min() >= 0 and images.numpy().max() <= 255
 
 
 def test_max_boxes_and_split(record_set):
@@ -58,9 +58,16 @@ def test_vgg16_is_bgr_minus_mean(record_set):
 
 
 def test_flip_mirrors_boxes(record_set):
-    from keras_cv.layers import RandomFlip
+    import keras
 
-    flip = RandomFlip(mode="horizontal", rate=1.0, bounding_box_format="xyxy", seed=0)
+    class AlwaysFlip(keras.layers.RandomFlip):
+        """Keras core's box-aware flip with every image flipped (its rate is fixed at 0.5)."""
+
+        def get_random_transformation(self, data, training=True, seed=None):
+            shape = keras.ops.shape(data["images"])
+            return {"flips": keras.ops.ones((shape[0], 1, 1, 1), "bool"), "input_shape": shape}
+
+    flip = AlwaysFlip(mode="horizontal", bounding_box_format="xyxy", dtype="float32")
     plain = _one_batch(record_set, image_size=(32, 32))
     flipped = _one_batch(record_set, image_size=(32, 32), augment=[flip])
     np.testing.assert_allclose(flipped["images"].numpy(), plain["images"].numpy()[:, :, ::-1])
@@ -76,8 +83,13 @@ def test_flip_mirrors_boxes(record_set):
 def test_default_augmentation_keeps_contract_and_is_seeded(record_set, seed):
     def epochs(seed):
         dataset = build_pipeline(
-            from_records(record_set), image_size=(32, 32), batch_size=2, augment=True,
-            shuffle=True, seed=seed, max_boxes=4,
+            from_records(record_set),
+            image_size=(32, 32),
+            batch_size=2,
+            augment=True,
+            shuffle=True,
+            seed=seed,
+            max_boxes=4,
         )
         return [[b["images"].numpy() for b in dataset] for _ in range(2)]
 
@@ -87,10 +99,18 @@ def test_default_augmentation_keeps_contract_and_is_seeded(record_set, seed):
             np.testing.assert_array_equal(x, y)
     # A second epoch is a new draw.
     assert any(not np.array_equal(x, y) for x, y in zip(first[0], first[1], strict=True))
-    batch = next(iter(build_pipeline(
-        from_records(record_set), image_size=(32, 32), batch_size=4, augment=True, seed=1,
-        max_boxes=4,
-    )))
+    batch = next(
+        iter(
+            build_pipeline(
+                from_records(record_set),
+                image_size=(32, 32),
+                batch_size=4,
+                augment=True,
+                seed=1,
+                max_boxes=4,
+            )
+        )
+    )
     assert tuple(batch["images"].shape) == (4, 32, 32, 3)
     assert tuple(batch["bounding_boxes"]["boxes"].shape) == (4, 4, 4)
     boxes = batch["bounding_boxes"]["boxes"].numpy()
@@ -127,3 +147,38 @@ def test_corrupt_image_error_names_file(record_set):
     dataset = build_pipeline(from_records(record_set), image_size=(16, 16), cache=False)
     with pytest.raises(tf.errors.InvalidArgumentError, match="alpha.png: not a JPEG"):
         next(iter(dataset))
+
+
+def test_default_augmenters_are_keras_core_float32_and_seeded():
+    import keras
+
+    from kdet.data import augment_batch, default_augmenters
+
+    rng = np.random.default_rng(0)
+    batch = {
+        "images": rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"),
+        "bounding_boxes": {
+            "boxes": np.array([[[4, 4, 20, 24], [-1, -1, -1, -1]]] * 4, "float32"),
+            "classes": np.array([[1, -1]] * 4, "float32"),
+        },
+    }
+
+    def run(seed):
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            layers = default_augmenters((32, 32), seed=seed)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+        assert all(type(layer).__module__.startswith("keras.") for layer in layers)
+        assert all(layer.compute_dtype == "float32" for layer in layers)
+        out = augment_batch(batch, layers, max_boxes=3)
+        return out["images"].numpy(), out["bounding_boxes"]["boxes"].numpy()
+
+    for seed in (0, 3):
+        (images, boxes), (again, boxes_again) = run(seed), run(seed)
+        assert images.dtype == np.float32
+        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(boxes, boxes_again)
+        assert boxes.shape == (4, 3, 4) and (boxes[:, 1:] == -1).all()
+    assert not np.array_equal(run(0)[0], run(1)[0])

@@ -63,5 +63,5 @@ def test_bad_input_is_reported():
         box_iou_per_image([[0, 0, 1, 1]], [[0, 0, 1, 1], [0, 0, 1, 1]], "xyxy")
     with pytest.raises(ValueError, match="at least one image"):
         box_regression_metrics(np.zeros((0, 4)), np.zeros((0, 4)), "xyxy")
-    with pytest.raises(ValueError, match="unsupported format"):
+    with pytest.raises(ValueError, match="Unknown bounding box format"):
         box_iou_per_image([[0, 0, 1, 1]], [[0, 0, 1, 1]], "xyz")

@@ -17,9 +17,9 @@ Example:
 from collections.abc import Mapping, Sequence
 
 import keras
-import keras_cv
 import numpy as np
 
+from kdet.losses import GIoULoss
 from kdet.metrics.keras_metrics import BoxIoU
 from kdet.models.backbones import build_backbone
 from kdet.models.single_box.layers import BACKBONE_NORMALIZATION, ImageNormalization
@@ -56,7 +56,7 @@ def build_single_box_model(
         class_units: widths of the class head's hidden ``Dense`` layers.
         class_dropout: dropout after each hidden class layer.
         box_loss: ``"mse"``, ``"mae"`` or ``"huber"`` on relative ``xyxy`` coordinates, or
-            ``"giou"`` (KerasCV's generalised-IoU loss, which trains the IoU itself).
+            ``"giou"`` (:class:`kdet.losses.GIoULoss`, which trains the IoU itself).
         loss_weights: ``{"bounding_box": w, "class_label": w}`` (default 1 and 1).
         learning_rate: Adam's learning rate.
         compile: compile with Adam and the losses.
@@ -145,7 +145,7 @@ def box_loss_function(box_loss: str):
     if box_loss not in BOX_LOSSES:
         raise ValueError(f"box_loss must be one of {BOX_LOSSES}. Received: {box_loss=}")
     if box_loss == "giou":
-        return keras_cv.losses.GIoULoss(bounding_box_format="xyxy")
+        return GIoULoss(bounding_box_format="xyxy")
     return box_loss
 
 

@@ -33,7 +33,10 @@ def augmenters(
     mosaic: bool = False,
     seed: int | None = None,
 ) -> list:
-    """KerasCV box-aware augmentation layers for ``xyxy`` batches, applied in order."""
+    """KerasCV box-aware augmentation layers for ``xyxy`` batches, applied in order.
+
+    Each layer comes wrapped in a :class:`KerasCVAugmenter` for ``kdet.data.augment_batch``
+    (the wrapped layer is its ``.layer``)."""
     layers = []
     if flip:
         layers.append(
@@ -65,11 +68,37 @@ def augmenters(
             keras_cv.layers.Mosaic(dtype="float32", bounding_box_format="xyxy", seed=seed)
         )
     if seed is not None:
-        # As kdet.data.default_augmenters: keras-cv 0.9 layers ignore a falsy seed and
+        # keras-cv 0.9 layers ignore a falsy seed and
         # JitteredResize drops it, so each layer gets its own seeded generator.
         for offset, layer in enumerate(layers):
             layer._random_generator = tf.random.Generator.from_seed(seed + offset)
-    return layers
+    return [KerasCVAugmenter(layer) for layer in layers]
+
+
+class KerasCVAugmenter:
+    """A KerasCV layer as a ``kdet.data.augment_batch`` augmenter.
+
+    ``augment_batch`` hands augmenters Keras 3 core batches (dense boxes, ``"labels"``);
+    KerasCV layers want ``"classes"`` and may return ragged boxes. This adapter renames the
+    key both ways and makes the boxes dense and ``-1`` padded again.
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, data):
+        boxes = data["bounding_boxes"]
+        out = self.layer(
+            {
+                "images": data["images"],
+                "bounding_boxes": {"boxes": boxes["boxes"], "classes": boxes["labels"]},
+            }
+        )
+        dense = keras_cv.bounding_box.to_dense(out["bounding_boxes"])
+        return {
+            "images": out["images"],
+            "bounding_boxes": {"boxes": dense["boxes"], "labels": dense["classes"]},
+        }
 
 
 def training_dataset(
