@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -143,7 +144,15 @@ def export(
         _atomic_write(path, source.to_onnx(path))
     elif format == "litert":
         data = source.to_litert(quantize, images)
-        _atomic_write(sidecar_path(path), json.dumps(source.metadata, indent=2).encode())
+        # The flatbuffer has no length or checksum of its own, and LiteRT's Python
+        # interpreter does not verify it (a truncated file can crash the process), so the
+        # sidecar records both for Runtime to check first.
+        metadata = {
+            **source.metadata,
+            "size_bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        _atomic_write(sidecar_path(path), json.dumps(metadata, indent=2).encode())
         _atomic_write(path, data)
     else:
         _atomic_folder(path, source.to_saved_model)

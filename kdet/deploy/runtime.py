@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -130,6 +131,16 @@ class Runtime:
         # A flatbuffer model carries the identifier "TFL3" at bytes 4-8.
         if len(data) < 8 or data[4:8] != b"TFL3":
             raise DeployError(self.path, "not a TFLite flatbuffer (corrupt or truncated)")
+        # LiteRT does not verify the flatbuffer (a truncated one can crash the process):
+        # check it against the size and hash export wrote.
+        size = metadata.get("size_bytes")
+        if size is not None and size != len(data):
+            raise DeployError(
+                self.path, f"truncated or altered: {len(data)} bytes, {sidecar.name} says {size}"
+            )
+        digest = metadata.get("sha256")
+        if digest is not None and digest != hashlib.sha256(data).hexdigest():
+            raise DeployError(self.path, f"corrupt: its sha256 differs from {sidecar.name}'s")
         interpreter = self._interpreter()
         signatures = interpreter.get_signature_list()
         if len(signatures) != 1:  # pragma: no cover - kdet writes one
