@@ -9,6 +9,10 @@ import keras
 import numpy as np
 import pytest
 
+# The deploy extra (pip install -e ".[deploy]"); without it these tests are skipped.
+for _module in ("tf2onnx", "onnx", "onnxruntime", "ai_edge_litert"):
+    pytest.importorskip(_module)
+
 YOLO_CLASSES = ["cat", "dog"]
 BOX_CLASSES = ["airplanes"]
 
