@@ -13,7 +13,10 @@ Two kinds of artifact come out, depending on what is converted:
   for it or for YOLOv8's convolutions on a dynamic-size input (they become Select TF
   ``FlexConv2D`` ops, which the ``ai_edge_litert`` wheel cannot run). So converting a YOLOv8
   SavedModel raises :class:`DeployError` saying so; export the Keras model instead.
-  Single-box SavedModels (no NMS) convert to both.
+  Single-box SavedModels (no NMS) convert to both, and OpenCV 5's DNN module runs their
+  ONNX graph too (``uint8`` image in). R-CNN / Fast R-CNN SavedModels (which take
+  ``proposals``) are refused: their proposals come from OpenCV selective search, outside
+  any graph; serve them with :class:`kdet.predict.Detector`.
 * **raw** (from a Keras model: a KerasCV ``YOLOV8Detector`` or a single-box model with a
   ``bounding_box`` output): the network plus box decoding at the model's fixed input size,
   float32 ``(1, H, W, 3)`` (pixel values 0-255) in, ``boxes`` ``(A, 4)`` (``xyxy`` in the
@@ -21,7 +24,9 @@ Two kinds of artifact come out, depending on what is converted:
   the image to the input size (letterbox or stretch), argmax/max over classes, NMS
   (YOLOv8) and mapping boxes back to the image (:mod:`kdet.deploy.postprocess`). These
   graphs are fixed-shape and NMS-free, so OpenCV's ``cv2.dnn.readNetFromONNX`` reads the
-  ONNX ones and full-integer quantization works on them.
+  ONNX ones (same outputs as ONNX Runtime; OpenCV then does the caller's steps itself) and
+  full-integer quantization works on them. A raw ``saved_model`` export has one signature,
+  ``raw``, and is not a serving-contract SavedModel.
 
 :class:`kdet.deploy.Runtime` does whichever steps moved, so ``Runtime(path)(image)`` gives
 the same result as the SavedModel's ``detect_image`` for both kinds.
@@ -34,10 +39,13 @@ ONNX keeps it in ``metadata_props`` under key ``kdet``; LiteRT in a sidecar file
 
 Example:
     >>> from kdet import deploy
-    >>> deploy.export("data/models/shapes_yolov8/saved_model", "yolo.tflite",
-    ...               format="litert", quantize="float16")  # doctest: +SKIP
-    >>> deploy.export(keras_model, "yolo.onnx", format="onnx",
+    >>> deploy.export("data/models/bbox_regressor/saved_model", "box.tflite",
+    ...               format="litert")  # doctest: +SKIP
+    >>> deploy.export(yolo_keras_model, "yolo.onnx", format="onnx",
     ...               class_names=["cat", "dog"])  # doctest: +SKIP
+    >>> deploy.export(yolo_keras_model, "yolo_int8.tflite", format="litert", quantize="int8",
+    ...               representative_images=images, class_names=["cat", "dog"])
+    ... # doctest: +SKIP
     >>> deploy.Runtime("yolo.onnx")(image)["boxes"]  # doctest: +SKIP
 """
 
