@@ -17,8 +17,8 @@ input's pixels) and ``scores`` ``(A, C)``. The caller then does what the SavedMo
 Example:
     >>> import numpy as np
     >>> batch, geometry = fit_image(np.zeros((30, 60, 3), np.uint8), (64, 64), "letterbox")
-    >>> batch.shape, geometry
-    ((1, 64, 64, 3), (30, 60, 1.0666667, 1.0666667, 16.0, 0.0))
+    >>> batch.shape, [round(float(v), 4) for v in geometry]
+    ((1, 64, 64, 3), [30.0, 60.0, 1.0667, 1.0667, 16.0, 0.0])
 """
 
 from __future__ import annotations
