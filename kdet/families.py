@@ -14,7 +14,7 @@ Example:
     >>> sorted(family.defaults)  # doctest: +SKIP
     ['evaluate', 'train']
     >>> family_names()
-    ['bbox_regressor', 'fast_rcnn', 'multiclass', 'rcnn', 'sliding_window', 'yolov8']
+    ['bbox_regressor', 'fast_rcnn', 'multiclass', 'rcnn', 'retinanet', 'sliding_window', 'yolov8']
 """
 
 from __future__ import annotations
