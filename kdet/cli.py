@@ -67,7 +67,8 @@ def _family_command(args: argparse.Namespace) -> dict:
         table, name = row
         step = "evaluate" if args.command == "export" else args.command
         sets = [
-            f"{table}.{name}.{stages.qualify_option(text, family.defaults)[0]}="
+            # ``++``: add the key to the row or override it (Hydra's syntax, used by DVC)
+            f"++{table}.{name}.{stages.qualify_option(text, family.defaults)[0]}="
             + text.partition("=")[2]
             for text in args.set or []
         ]

@@ -2,7 +2,7 @@
 
 Inside a project (a folder with ``dvc.yaml`` and the ``experiments:`` / ``finetune:``
 tables in ``params.yaml``), a family on a dataset that has a row runs that row's DVC
-stage: ``dvc repro STAGE``, or ``dvc exp run STAGE -S TABLE.ROW.train.KEY=VALUE`` when
+stage: ``dvc repro STAGE``, or ``dvc exp run STAGE -S ++TABLE.ROW.train.KEY=VALUE`` when
 options change, so the run is a DVC experiment like any other. Anywhere else (or for a
 dataset without a row) the same runner, :mod:`kdet.experiment`, runs directly and logs to
 ``./mlflow.db``, with the same outputs under ``./data``.
@@ -126,8 +126,9 @@ def run_stage(
 
     Args:
         stage: a stage name (``train@yolov8_raccoon``).
-        sets: fully qualified ``params.yaml`` overrides (``experiments.X.train.epochs=2``):
-            the stage then runs as ``dvc exp run -S ...``.
+        sets: fully qualified ``params.yaml`` overrides (``++experiments.X.train.epochs=2``;
+            ``++`` adds a key the row does not list yet): the stage then runs as
+            ``dvc exp run -S ...``.
         metrics: metrics JSON files (relative to ``root``) to read back.
 
     Returns:

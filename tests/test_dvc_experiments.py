@@ -94,7 +94,7 @@ def experiments(tmp_path_factory):
     env = project_env(project, root)
     init_git_dvc(project, env)
     for name, overrides in EXPERIMENTS.items():
-        sets = [arg for value in overrides for arg in ("-S", f"experiments.{NAME}.{value}")]
+        sets = [arg for value in overrides for arg in ("-S", f"++experiments.{NAME}.{value}")]
         run([DVC, "exp", "run", "-n", name, *sets], project, env)
     return project, env
 

@@ -108,7 +108,7 @@ def test_a_single_box_family_refuses_a_dataset_with_several_boxes(root):
         ),
         (
             {"family": "yolov8", "dataset": "d", "train": {"strategy": "tpu"}, "evaluate": {}},
-            r"experiments\.r\.train\.strategy: 'tpu' is not one of",
+            r"experiments\.r\.train\.strategy: 'tpu' is not allowed: one of",
         ),
     ],
 )

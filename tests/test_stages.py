@@ -87,7 +87,7 @@ def test_a_row_in_the_project_runs_its_dvc_stage(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "yolov8", "--data", "shapes", "--set", "epochs=3"]) == 0
     assert calls[-1] == (
         "train@yolov8_shapes",
-        ["experiments.yolov8_shapes.train.epochs=3"],
+        ["++experiments.yolov8_shapes.train.epochs=3"],
         tmp_path,
         ["data/metrics/yolov8_shapes_train.json"],
     )
