@@ -127,11 +127,16 @@ class RCNNFamily(Family):
         "evaluate": DETECTOR_DEFAULTS,
     }
 
+    #: the training function (records, proposals, **options) -> (model, info)
+    fit_model = staticmethod(train_rcnn_classifier)
+    #: the history key of the validation class accuracy (without ``val_``)
+    accuracy_key = "accuracy"
+
     def train(
         self, records, *, train_dir, history_csv, checkpoint_dir, strategy, init_dir, **options
     ):
         proposals = cached_proposals(records, train_dir, **options.pop("proposals"))
-        classifier, info = train_rcnn_classifier(
+        model, info = self.fit_model(
             records.split("train"),
             proposals,
             checkpoint_dir=checkpoint_dir,
@@ -140,14 +145,14 @@ class RCNNFamily(Family):
             strategy=strategy,
             **options,
         )
-        classifier.save(Path(train_dir) / MODEL_FILE)
+        model.save(Path(train_dir) / MODEL_FILE)
         history = info["history"]
         crops = {
             f"crops.{split}.{label}": n
-            for split, c in info["crops"].items()
+            for split, c in info.get("crops", {}).items()
             for label, n in c.items()
         }
-        accuracy = history.get("val_accuracy", history["accuracy"])[-1]
+        accuracy = history.get(f"val_{self.accuracy_key}", history[self.accuracy_key])[-1]
         return {"final_loss": history["loss"][-1], "class_accuracy": accuracy, **crops}
 
     def detector(self, model, **options):
@@ -191,23 +196,8 @@ class FastRCNNFamily(RCNNFamily):
         "evaluate": {**DETECTOR_DEFAULTS, "regress": True},
     }
 
-    def train(
-        self, records, *, train_dir, history_csv, checkpoint_dir, strategy, init_dir, **options
-    ):
-        proposals = cached_proposals(records, train_dir, **options.pop("proposals"))
-        model, info = train_fast_rcnn(
-            records.split("train"),
-            proposals,
-            checkpoint_dir=checkpoint_dir,
-            history_csv=history_csv,
-            log_to_mlflow=True,
-            strategy=strategy,
-            **options,
-        )
-        model.save(Path(train_dir) / MODEL_FILE)
-        history = info["history"]
-        accuracy = history.get("val_class_label_accuracy", history["class_label_accuracy"])[-1]
-        return {"final_loss": history["loss"][-1], "class_accuracy": accuracy}
+    fit_model = staticmethod(train_fast_rcnn)
+    accuracy_key = "class_label_accuracy"
 
     def detector(self, model, **options):
         return FastRCNNDetector(model, **options)
