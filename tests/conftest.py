@@ -37,6 +37,13 @@ def isolated_mlflow(tmp_path, monkeypatch):
     """Every test logs to its own sqlite store, never to the project's mlflow.db."""
     monkeypatch.setenv("KDET_PROJECT_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    import mlflow
+
+    # A test that logs outside any run makes MLflow start one implicitly; end it so the next
+    # test's runs do not collide with it.
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
 
 
 def _missing(reason: str):

@@ -45,6 +45,10 @@ def tiny_options(family: str, root: Path) -> dict:
             "train": {"image_size": 64, "batch_size": 4, "epochs": 1, "precision": "float32"},
             "evaluate": {"batch_size": 4},
         },
+        "retinanet": {
+            "train": {"image_size": 64, "batch_size": 4, "epochs": 1, "augment": False},
+            "evaluate": {"batch_size": 4},
+        },
         "bbox_regressor": {
             "train": {**single_box, "model": {"box_units": [8]}},
             "evaluate": {},

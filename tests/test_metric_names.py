@@ -30,6 +30,7 @@ SINGLE_BOX = {"mean_iou", "baseline_mean_iou", "iou50_share", "iou75_share", "la
 # The shared names each family's evaluation writes (a new family adds its line).
 REPORTS = {
     "yolov8": {"mAP50", "mAP", "latency_ms"},
+    "retinanet": {"mAP50", "mAP", "latency_ms"},
     "rcnn": {"mAP50", "mAP", "latency_ms", "class_accuracy"},
     "fast_rcnn": {"mAP50", "mAP", "latency_ms", "class_accuracy"},
     # its own classifier's class_accuracy (none when it reuses an R-CNN one: init_from)

@@ -371,7 +371,9 @@ class _RawSource:
                 f"input_shape={model.input_shape}",
             )
         if type(model).__name__ == "YOLOV8Detector":
-            self.raw_fn, num_classes, extra = _yolov8_raw(model, **nms)
+            from kdet.models.yolov8.export import raw_detector  # keras-cv stays in yolov8/
+
+            self.raw_fn, num_classes, extra = raw_detector(model, **nms)
         elif _single_box_outputs(model):
             self.raw_fn, num_classes, extra = _single_box_raw(model)
         else:
@@ -467,38 +469,6 @@ def _single_box_raw(model):
 
     num_classes = int(model.output["class_label"].shape[-1]) if has_classes else None
     return raw, num_classes, {"resize": "stretch", "nms": False}
-
-
-def _yolov8_raw(model, *, confidence_threshold, iou_threshold, max_detections):
-    import tensorflow as tf
-    from keras_cv.src.models.object_detection.yolo_v8.yolo_v8_detector import (
-        decode_regression_to_boxes,
-        dist2bbox,
-        get_anchors,
-    )
-
-    height, width = (int(v) for v in model.input_shape[1:3])
-    anchors, strides = get_anchors(image_shape=(height, width, 3))
-    anchors = np.asarray(anchors, np.float32)
-    strides = np.asarray(strides, np.float32)[:, None]
-
-    def raw(images):
-        pred = model(images, training=False)
-        distances = decode_regression_to_boxes(tf.cast(pred["boxes"], tf.float32))
-        boxes = dist2bbox(distances, tf.constant(anchors)) * tf.constant(strides)
-        return {"boxes": boxes[0], "scores": tf.cast(pred["classes"], tf.float32)[0]}
-
-    own = model.prediction_decoder
-    extra = {
-        "resize": "letterbox",
-        "nms": True,
-        "confidence_threshold": float(
-            own.confidence_threshold if confidence_threshold is None else confidence_threshold
-        ),
-        "iou_threshold": float(own.iou_threshold if iou_threshold is None else iou_threshold),
-        "max_detections": int(own.max_detections if max_detections is None else max_detections),
-    }
-    return raw, model.num_classes, extra
 
 
 def contract_class_names(signature, where) -> list[str]:

@@ -187,7 +187,10 @@ def test_interrupted_fetch_stage_reruns_to_a_complete_output(tmp_path, holding_m
         first,
         "the stage writing the first half of the archive",
     )
-    output = interrupt(first, signum, then=holding_mirror.released.set)
+    # The hold lasts until the whole process group is gone: releasing it any earlier would
+    # race the signal (a closed connection can be retried before the interrupt lands).
+    output = interrupt(first, signum)
+    holding_mirror.released.set()
     assert first.returncode != 0, output[-3000:]
     assert part.stat().st_size == HELD_BYTES  # interrupted half way ...
     assert not (project / ARCHIVE).exists()  # ... and the archive never got its name

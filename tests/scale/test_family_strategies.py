@@ -98,7 +98,7 @@ def test_every_training_stage_has_a_strategy_param():
     assert "experiments.${key}.train" in stages["train"]["do"]["params"]
     assert "finetune.${key}.train" in stages["finetune"]["do"]["params"]
     rows = {**params["experiments"], **params["finetune"]}
-    assert {row["family"] for row in rows.values()} == set(family_names())
+    assert {row["family"] for row in rows.values()} <= set(family_names())
     for name, row in rows.items():
         experiment = Experiment.from_row(name, row)
         assert experiment.train["strategy"] == row["train"].get("strategy", "auto"), name

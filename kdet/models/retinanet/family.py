@@ -24,6 +24,7 @@ import keras
 from kdet.datasets.records import RecordSet
 from kdet.families import Evaluation, Family
 from kdet.metrics import plot_pr_curves
+from kdet.models.retinanet.builder import BACKBONES
 from kdet.models.retinanet.evaluate import evaluate_retinanet, export_retinanet
 from kdet.models.retinanet.train import train_retinanet
 
@@ -35,6 +36,7 @@ class RetinaNetFamily(Family):
 
     name = "retinanet"
     summary = "KerasHub RetinaNet (small ResNet-FPN from scratch, or a KerasHub preset)"
+    choices = {**Family.choices, "backbone": tuple(BACKBONES)}
     history_columns = ("loss", "bbox_regression_loss", "cls_logits_loss")
     defaults = {
         "train": {

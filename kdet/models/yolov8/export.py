@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 
 import keras_cv
+import numpy as np
 import tensorflow as tf
 
 from kdet.export import export_detector
@@ -77,3 +78,42 @@ def export_yolov8(
     return export_detector(
         path, make_detect_fn(model, **decoder_options), class_names, trackable=model
     )
+
+
+def raw_detector(model, *, confidence_threshold, iou_threshold, max_detections):
+    """The network plus box decoding of a ``YOLOV8Detector``, without NMS, for formats that
+    cannot hold KerasCV's NMS (ONNX, LiteRT; see :mod:`kdet.deploy`).
+
+    Returns:
+        ``(raw, num_classes, settings)``: ``raw(images (1, H, W, 3) float32)`` gives
+        ``{"boxes": (A, 4) xyxy in model-input pixels, "scores": (A, C)}``; ``settings``
+        are the caller-side steps (letterbox resize, NMS thresholds).
+    """
+    from keras_cv.src.models.object_detection.yolo_v8.yolo_v8_detector import (
+        decode_regression_to_boxes,
+        dist2bbox,
+        get_anchors,
+    )
+
+    height, width = (int(v) for v in model.input_shape[1:3])
+    anchors, strides = get_anchors(image_shape=(height, width, 3))
+    anchors = np.asarray(anchors, np.float32)
+    strides = np.asarray(strides, np.float32)[:, None]
+
+    def raw(images):
+        pred = model(images, training=False)
+        distances = decode_regression_to_boxes(tf.cast(pred["boxes"], tf.float32))
+        boxes = dist2bbox(distances, tf.constant(anchors)) * tf.constant(strides)
+        return {"boxes": boxes[0], "scores": tf.cast(pred["classes"], tf.float32)[0]}
+
+    own = model.prediction_decoder
+    extra = {
+        "resize": "letterbox",
+        "nms": True,
+        "confidence_threshold": float(
+            own.confidence_threshold if confidence_threshold is None else confidence_threshold
+        ),
+        "iou_threshold": float(own.iou_threshold if iou_threshold is None else iou_threshold),
+        "max_detections": int(own.max_detections if max_detections is None else max_detections),
+    }
+    return raw, model.num_classes, extra
