@@ -75,7 +75,3 @@ def mirror_folder() -> Path:
     if "://" in mirror:
         pytest.skip(f"this test reads the mirror as a folder, KDET_MIRROR is {mirror}")
     return Path(mirror)
-
-
-# The former name, kept for callers not yet switched to mirror_path.
-mirror_or_skip = mirror_path

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kdet import cli
-from tests.conftest import mirror_or_skip
+from tests.conftest import mirror_path
 
 
 def test_fetch_shapes_prints_one_json_summary(tmp_path, capsys):
@@ -36,7 +36,7 @@ def test_fetch_shapes_prints_one_json_summary(tmp_path, capsys):
 
 
 def test_fetch_raccoon_from_the_mirror_with_the_console_script(tmp_path):
-    mirror_or_skip()
+    mirror_path()
     kdet = shutil.which("kdet", path=str(Path(sys.executable).parent))
     if kdet is None:
         pytest.skip("the kdet console script is not installed (pip install -e .)")

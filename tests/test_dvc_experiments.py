@@ -171,10 +171,11 @@ def test_plots_diff_draws_the_training_curves_of_both_experiments(experiments):
     client = mlflow_client(project)
     for name in (first, second):
         run_id = mlflow_run(project, name).info.run_id
-        # one y column (loss): DVC names no "field" in the rows
+        # one y column (loss): DVC names no "field" in the rows and keeps the y column's
+        # own name; several: "field" names the column, "dvc_inferred_y_value" holds the value
         for curve in {row.get("field", "loss") for row in rows if row["rev"] == name}:
             drawn = sorted(
-                (int(row["epoch"]), float(row["dvc_inferred_y_value"]))
+                (int(row["epoch"]), float(row.get("dvc_inferred_y_value", row.get(curve))))
                 for row in rows
                 if row["rev"] == name and row.get("field", "loss") == curve
             )
