@@ -48,6 +48,8 @@ from kdet.families import get_family, merge_options
 ROW_KEYS = ("family", "dataset", "train", "evaluate", "init_from", "registered_model")
 REQUIRED_KEYS = ("family", "dataset", "train", "evaluate")
 RUN_FILE = "run.json"
+# The first of these a dataset has is scored (as "test"); training takes "train".
+EVALUATION_SPLITS = ("test", "val", "valid", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,21 +164,34 @@ class Layout:
 
 
 def load_records(experiment: Experiment, layout: Layout) -> RecordSet:
-    """The experiment's dataset, checked for the family and for train/test splits."""
-    records = RecordSet.load(layout.records(experiment.dataset))
+    """The experiment's dataset, checked for the family and for a train and a held-out split.
+
+    The held-out split is scored as ``test``: the dataset's ``test`` split, else its first
+    of ``val``, ``valid``, ``validation`` (an Ultralytics ``data.yaml`` with ``train`` and
+    ``val`` only).
+    """
+    folder = layout.records(experiment.dataset)
+    records = RecordSet.load(folder)
     if not any(r.classes for r in records.records):
         raise ValueError(
-            f"dataset {experiment.dataset!r} ({layout.records(experiment.dataset)}): none of its "
+            f"dataset {experiment.dataset!r} ({folder}): none of its "
             f"{len(records)} images holds a box; nothing to train on"
         )
     get_family(experiment.family).check_records(records)
     splits = {r.split for r in records.records}
-    for split in ("train", "test"):
-        if split not in splits:
-            raise ValueError(
-                f"dataset {experiment.dataset!r} ({layout.records(experiment.dataset)}) has no "
-                f"{split!r} split (splits: {sorted(map(str, splits))}); give it fractions"
-            )
+    held_out = next((split for split in EVALUATION_SPLITS if split in splits), None)
+    if "train" not in splits or held_out is None:
+        missing = "'train'" if "train" not in splits else "held-out (test, val, valid)"
+        raise ValueError(
+            f"dataset {experiment.dataset!r} ({folder}) has no {missing} split "
+            f"(splits: {sorted(map(str, splits))}); give it fractions"
+        )
+    if held_out != "test":
+        renamed = [
+            dataclasses.replace(r, split="test") if r.split == held_out else r
+            for r in records.records
+        ]
+        records = dataclasses.replace(records, records=renamed)
     return records
 
 

@@ -117,6 +117,28 @@ def test_a_bad_row_raises_naming_the_key(row, message):
         Experiment.from_row("r", row)
 
 
+@pytest.mark.parametrize(
+    ("splits", "scored"),
+    [(("train", "val"), "val"), (("train", "valid", "test"), "test"), (("train",), None)],
+)
+def test_the_held_out_split_is_scored_as_test(root, splits, scored):
+    records = make_shapes(root, num_images=12)
+    for index, record in enumerate(records.records):
+        record.split = splits[index % len(splits)]
+    records.save()
+    exp = Experiment.from_row("held_out", tiny_row("yolov8", "shapes", root))
+    if scored is None:
+        with pytest.raises(ValueError, match=r"no held-out \(test, val, valid\) split"):
+            experiment.load_records(exp, Layout(root))
+        return
+    loaded = experiment.load_records(exp, Layout(root))
+    expected = [r.image for r in records.records if r.split == scored]
+    assert [r.image for r in loaded.split("test").records] == expected
+    assert [r.image for r in loaded.split("train").records] == [
+        r.image for r in records.records if r.split == "train"
+    ]
+
+
 def test_init_from_an_untrained_experiment_raises_naming_it(root):
     make_shapes(root, num_images=12)
     row = tiny_row("yolov8", "shapes", root, init_from="not_trained_yet")
