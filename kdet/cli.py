@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="MODEL can be:\n"
         "  data/models/RUN/saved_model   a SavedModel folder written by kdet export\n"
+        "  model.onnx                    an ONNX file written by kdet export --format onnx\n"
+        "  model.tflite                  a LiteRT file (beside its model.classes.json)\n"
         "  runs:/RUN_ID/detector         a model logged in an MLflow run\n"
         "  models:/raccoon/3             a registered model version\n"
         "  models:/raccoon@champion      a registered model alias\n"
@@ -401,9 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n"
         "  kdet predict models:/raccoon@champion my_photos/ --out predictions\n"
         "  kdet predict data/models/yolov8/saved_model clip.mp4 --format csv\n"
+        "  kdet predict data/models/yolov8_raccoon/export/model.onnx photos/\n"
         "  kdet predict raccoon --webcam 0 --max-frames 300",
     )
-    predict.add_argument("model", help="SavedModel folder, MLflow model URI or registered name")
+    predict.add_argument(
+        "model", help="SavedModel folder, .onnx or .tflite file, MLflow model URI or name"
+    )
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image, folder or video")
     predict.add_argument(
         "--out", default="predictions", help="output folder (default: %(default)s)"
