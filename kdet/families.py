@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kdet.datasets.records import RecordSet
@@ -161,6 +161,26 @@ class Family:
         Writes the serving SavedModel (:mod:`kdet.export` contract) to ``saved_model``.
         """
         raise NotImplementedError
+
+    def deploy_source(
+        self, *, train_dir: Path, saved_model: Path, class_names: Sequence[str], options: Mapping
+    ) -> tuple[object, dict]:
+        """What :func:`kdet.deploy.export` converts for ONNX / LiteRT, and its keyword
+        arguments: here the serving SavedModel (deploy refuses the graphs it cannot convert,
+        e.g. R-CNN's proposals); a family whose SavedModel holds NMS returns its Keras model.
+
+        Args:
+            train_dir: the trained model's folder.
+            saved_model: the serving SavedModel folder :meth:`evaluate` wrote.
+            class_names: the dataset's class names, by class id.
+            options: the experiment's ``evaluate`` options.
+
+        Example:
+            >>> get_family("bbox_regressor").deploy_source(
+            ...     train_dir=Path("t"), saved_model=Path("s"), class_names=["a"], options={})
+            ('s', {})
+        """
+        return str(saved_model), {}
 
 
 _POSITIVE_INTEGERS = ("epochs", "batch_size", "max_detections", "samples_per_image")

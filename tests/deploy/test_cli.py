@@ -73,3 +73,125 @@ def test_predict_with_a_truncated_model_is_one_line_naming_it(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith(f"kdet predict: error: {path}: ")
+
+
+@pytest.fixture(scope="module")
+def box_experiment(tmp_path_factory):
+    """A bbox_regressor trained and evaluated by the runner on one-box shapes:
+    ``(root, name, a few test images)``."""
+    from kdet import experiment
+    from kdet.datasets.records import RecordSet
+    from kdet.latency import latency_images
+    from tests.runner_helpers import make_shapes, run, tiny_row
+
+    root = tmp_path_factory.mktemp("project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDET_PROJECT_ROOT", str(root))
+        make_shapes(root, one_box=True)
+        run(root, "box", tiny_row("bbox_regressor", "shapes", root))
+    records = RecordSet.load(experiment.Layout(root).records("shapes"))
+    return root, "box", latency_images(records, count=3)
+
+
+def test_export_writes_onnx_and_litert_that_answer_like_the_saved_model(
+    box_experiment, monkeypatch, capsys
+):
+    from tests.deploy.test_export import assert_same_detections, reference
+
+    root, name, images = box_experiment
+    monkeypatch.setenv("KDET_PROJECT_ROOT", str(root))
+    argv = ["export", "bbox_regressor", "--data", "shapes", "--name", name]
+    assert cli.main([*argv, "--format", "onnx,litert"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    folder = root / "data" / "models" / name
+    assert result["saved_model"] == str(folder / "saved_model")
+    assert result["artifacts"] == {
+        "onnx": str(folder / "export" / "model.onnx"),
+        "litert": str(folder / "export" / "model.tflite"),
+    }
+    runtimes = [deploy.Runtime(path) for path in result["artifacts"].values()]
+    for image in images:
+        expected = reference(result["saved_model"], image)
+        for runtime in runtimes:
+            assert_same_detections(expected, runtime(image))
+
+
+def test_export_converts_a_model_path(box_experiment, tmp_path, monkeypatch, capsys):
+    from tests.deploy.test_export import assert_same_detections, reference
+
+    root, name, images = box_experiment
+    monkeypatch.setenv("KDET_PROJECT_ROOT", str(root))
+    folder = root / "data" / "models" / name
+    keras_file = folder / "train" / "model.keras"
+    out = tmp_path / "keras.tflite"
+    assert cli.main(["export", str(keras_file), "--format", "litert", "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result == {"model": str(keras_file), "artifacts": {"litert": str(out)}}
+    runtime = deploy.Runtime(out)
+    for image in images:
+        assert_same_detections(reference(str(folder / "saved_model"), image), runtime(image))
+    argv = ["export", str(folder / "saved_model"), "--format", "onnx,litert"]
+    assert cli.main([*argv, "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "takes one --format and --out PATH" in capsys.readouterr().err
+
+
+def test_export_of_a_family_that_cannot_convert_is_one_line(tmp_path, monkeypatch, capsys):
+    """R-CNN's SavedModel takes selective-search proposals: deploy refuses it. (Training and
+    evaluation are replaced by writing a tiny R-CNN SavedModel where evaluation would.)"""
+    from kdet import experiment
+    from tests.contract_exporters import export_rcnn
+    from tests.runner_helpers import make_shapes
+
+    make_shapes(tmp_path)
+
+    def train(exp, *, root):
+        folder = experiment.Layout(root).train_dir(exp.name)
+        folder.mkdir(parents=True)
+        (folder / experiment.RUN_FILE).write_text(json.dumps({"class_names": ["raccoon"]}))
+        return {}
+
+    def evaluate(exp, *, root):
+        export_rcnn(experiment.Layout(root).saved_model(exp.name))
+        return {}
+
+    monkeypatch.setattr(experiment, "train", train)
+    monkeypatch.setattr(experiment, "evaluate", evaluate)
+    assert cli.main(["export", "rcnn", "--data", "shapes", "--format", "onnx"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("kdet export: error: ") and "not supported for proposal-taking" in err
+    assert not (tmp_path / "data/models/rcnn_shapes/export/model.onnx").exists()
+
+
+def test_export_requests_are_checked_before_any_work(tmp_path, capsys):
+    cases = [
+        (["rcnn", "--format", "onnx,tflite"], "formats must be distinct names among"),
+        (["yolov8", "--format", "onnx", "--quantize", "int8"], "applies to format 'litert' only"),
+        (["yolov8", "--out", "x.onnx"], "--out and --class-names go with a MODEL path"),
+        ([str(tmp_path / "nope.keras")], "nope.keras: neither a model family"),
+    ]
+    for argv, message in cases:
+        assert cli.main(["export", *argv]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_yolov8_family_deploys_its_keras_model_with_the_saved_models_nms(yolo, tmp_path):
+    """What ``kdet export yolov8 ... --format onnx`` converts: the trained ``model.keras``
+    (the same network) with the serving SavedModel's NMS settings; test_export.py checks
+    that such an export answers like the SavedModel."""
+    from kdet.families import get_family
+
+    model, saved_model = yolo
+    model.save(tmp_path / "model.keras")
+    decoder = {"confidence_threshold": 0.0, "iou_threshold": 0.5, "max_detections": 7}
+    source, options = get_family("yolov8").deploy_source(
+        train_dir=tmp_path,
+        saved_model=Path(saved_model),
+        class_names=YOLO_CLASSES,
+        options={"export_decoder": decoder},
+    )
+    assert options == {"class_names": YOLO_CLASSES, **decoder}
+    batch = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    expected, got = model(batch, training=False), source(batch, training=False)
+    for key in ("boxes", "classes"):
+        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(expected[key]), atol=1e-5)
