@@ -167,6 +167,13 @@ def _class_names(text: str | None, keras_file: Path) -> list[str]:
     return json.loads(run_file.read_text())["class_names"]
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def _artifact_formats(text: str) -> list[str]:
     """``--format onnx,litert`` -> ``["onnx", "litert"]``."""
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -337,7 +344,7 @@ def _add_family_command(commands, command: str, help_text: str, description: str
         )
         parser.add_argument(
             "--representative-images",
-            type=int,
+            type=_positive_int,
             default=100,
             metavar="N",
             help="int8: calibrate on N training images, drawn seeded (default: %(default)s)",

@@ -116,6 +116,29 @@ def test_export_writes_onnx_and_litert_that_answer_like_the_saved_model(
             assert_same_detections(expected, runtime(image))
 
 
+def test_int8_export_calibrates_on_training_images(box_experiment):
+    """``kdet export ... --format litert --quantize int8 --representative-images 8``, minus
+    the re-evaluation: boxes within 3 px (see test_export.py for the bound)."""
+    from kdet import experiment
+    from tests.deploy.test_export import assert_same_detections, reference
+    from tests.runner_helpers import tiny_row
+
+    root, name, images = box_experiment
+    exp = experiment.Experiment.from_row(name, tiny_row("bbox_regressor", "shapes", root))
+    records = experiment.load_records(exp, experiment.Layout(root))
+    drawn, again = (experiment.training_images(records, 8) for _ in range(2))
+    assert len(drawn) == 8 and all(map(np.array_equal, drawn, again))  # seeded
+    paths = experiment.export(
+        exp, root=root, formats=["litert"], quantize="int8", representative_images=8
+    )
+    folder = root / "data" / "models" / name
+    assert paths == {"litert": str(folder / "export" / "model_int8.tflite")}
+    runtime = deploy.Runtime(paths["litert"])
+    for image in images:
+        expected = reference(str(folder / "saved_model"), image)
+        assert_same_detections(expected, runtime(image), box_atol=3.0)
+
+
 def test_export_converts_a_model_path(box_experiment, tmp_path, monkeypatch, capsys):
     from tests.deploy.test_export import assert_same_detections, reference
 
@@ -173,6 +196,9 @@ def test_export_requests_are_checked_before_any_work(tmp_path, capsys):
     for argv, message in cases:
         assert cli.main(["export", *argv]) == 1
         assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["export", "yolov8", "--representative-images", "0"])
+    assert "'0' is not a whole number >= 1" in capsys.readouterr().err
 
 
 def test_yolov8_family_deploys_its_keras_model_with_the_saved_models_nms(yolo, tmp_path):
