@@ -56,10 +56,11 @@ def _prepare(args: argparse.Namespace) -> dict:
 
 def _family_command(args: argparse.Namespace) -> dict:
     from kdet import experiment, stages
+    from kdet.deploy import artifacts
     from kdet.tracking import project_root
 
     if args.command == "export":
-        experiment.check_export_request(args.format, args.quantize)
+        artifacts.check_request(args.format, args.quantize)
         if args.family not in family_names():
             return _export_model(args)
         if args.out or args.class_names:
@@ -106,7 +107,7 @@ def _family_command(args: argparse.Namespace) -> dict:
             result["metrics"] = experiment.flat_metrics(experiment.evaluate(exp, root=root))
     if args.command == "export":
         result["saved_model"] = str(experiment.Layout(root).saved_model(result["experiment"]))
-        result["artifacts"] = experiment.export(
+        result["artifacts"] = artifacts.export_experiment(
             exp,
             root=root,
             formats=args.format,
@@ -121,6 +122,7 @@ def _export_model(args: argparse.Namespace) -> dict:
     folder or a ``.keras`` file (see :func:`kdet.deploy.export`)."""
     from kdet import deploy, experiment
     from kdet.datasets.records import RecordSet
+    from kdet.deploy.artifacts import training_images
     from kdet.tracking import project_root
 
     source = Path(args.family)
@@ -149,7 +151,7 @@ def _export_model(args: argparse.Namespace) -> dict:
         root = project_root()
         dataset = _import_dataset(root, args.data, args.data_format)
         records = RecordSet.load(experiment.Layout(root).records(dataset))
-        images = experiment.training_images(records, args.representative_images)
+        images = training_images(records, args.representative_images)
     (format,) = args.format
     path = deploy.export(model, args.out, format, args.quantize, images, **options)
     return {"model": str(source), "artifacts": {format: path}}

@@ -6,8 +6,8 @@ options. :func:`train` loads the dataset's records, checks that the family fits 
 picks the ``tf.distribute`` strategy, opens one MLflow run (experiment = the dataset),
 trains with a resumable end-of-epoch checkpoint and saves the model; :func:`evaluate`
 scores it on the test split, exports the serving SavedModel, times it and writes the
-metrics, plots and figures into the same MLflow run; :func:`export` converts the model
-to ONNX / LiteRT (:mod:`kdet.deploy`); :func:`publish` registers it.
+metrics, plots and figures into the same MLflow run; :func:`publish` registers it;
+:func:`kdet.deploy.artifacts.export_experiment` converts it to ONNX / LiteRT.
 Only the chief of a multi-worker cluster writes anything.
 
 Files of experiment ``NAME`` (under the project root):
@@ -16,7 +16,7 @@ Files of experiment ``NAME`` (under the project root):
 ``data/raw/DATASET/records.json``     the dataset (``kdet.datasets.fetch``)
 ``data/models/NAME/train/``           the trained model + ``run.json`` (train output)
 ``data/models/NAME/saved_model/``     the serving SavedModel (evaluate output)
-``data/models/NAME/export/``          ONNX / LiteRT artifacts (:func:`export` output)
+``data/models/NAME/export/``          ONNX / LiteRT artifacts (``kdet export --format``)
 ``data/checkpoints/NAME/KEY/``        the resumable backup while training (deleted after)
 ``data/metrics/NAME_train.json``      training numbers; ``NAME.json``: the evaluation's
 ``data/plots/NAME/``                  ``history.csv``, ``pr_curve.csv``, figures
@@ -39,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from kdet import distribute, tracking
@@ -325,106 +325,6 @@ def evaluate(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
             plt.close(figure)
         tracking.log_saved_model(saved_model)
     return metrics
-
-
-def export(
-    experiment: Experiment,
-    *,
-    root: str | os.PathLike = ".",
-    formats: Sequence[str] = ("onnx",),
-    quantize: str = "none",
-    representative_images: int = 100,
-) -> dict[str, str]:
-    """Convert the evaluated ``experiment``'s model with :func:`kdet.deploy.export`.
-
-    The family picks the source (:meth:`kdet.families.Family.deploy_source`: the serving
-    SavedModel, or YOLOv8's Keras model). Files go to ``data/models/NAME/export/``:
-    ``model.onnx``, ``model.tflite`` (``model_float16.tflite`` / ``model_int8.tflite``
-    when quantized); ``"saved_model"`` names the serving SavedModel itself.
-
-    Args:
-        formats: any of ``"saved_model"``, ``"onnx"``, ``"litert"``.
-        quantize: ``"none"``, ``"float16"`` or ``"int8"`` (LiteRT only).
-        representative_images: int8 calibration images drawn (seeded) from the training
-            split.
-
-    Returns:
-        ``{format: path}`` of what was written.
-
-    Raises:
-        KdetError: the experiment is not evaluated yet.
-        kdet.deploy.DeployError: the family's model cannot take a format.
-
-    Example:
-        >>> export(exp, root=".", formats=["onnx", "litert"])  # doctest: +SKIP
-        {'onnx': 'data/models/NAME/export/model.onnx', 'litert': '.../model.tflite'}
-    """
-    from kdet import deploy
-    from kdet.deploy.export import SUFFIXES
-
-    check_export_request(formats, quantize)
-    layout = Layout(Path(root))
-    saved_model = layout.saved_model(experiment.name)
-    if not (saved_model / "saved_model.pb").exists():
-        raise KdetError(saved_model, f"not evaluated yet (dvc repro evaluate@{experiment.name})")
-    paths = {"saved_model": str(saved_model)} if "saved_model" in formats else {}
-    converted = [f for f in formats if f != "saved_model"]
-    if not converted:
-        return paths
-    info = json.loads((layout.train_dir(experiment.name) / RUN_FILE).read_text())
-    source, options = get_family(experiment.family).deploy_source(
-        train_dir=layout.train_dir(experiment.name),
-        saved_model=saved_model,
-        class_names=info["class_names"],
-        options=experiment.evaluate,
-    )
-    images = None
-    if quantize == "int8":
-        images = training_images(load_records(experiment, layout), representative_images)
-    stem = "model" if quantize == "none" else f"model_{quantize}"
-    for format in converted:
-        path = layout.export_dir(experiment.name) / (stem + SUFFIXES[format])
-        paths[format] = deploy.export(source, path, format, quantize, images, **options)
-    return paths
-
-
-def check_export_request(formats: Sequence[str], quantize: str) -> None:
-    """Raise ``ValueError`` for what :func:`export` cannot do, before any work.
-
-    Example:
-        >>> check_export_request(["onnx"], "int8")
-        Traceback (most recent call last):
-        ...
-        ValueError: quantize='int8' applies to format 'litert' only. Received: formats=['onnx']
-    """
-    from kdet.deploy.export import FORMATS, QUANTIZE
-
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats or len(set(formats)) != len(formats):
-        raise ValueError(
-            f"formats must be distinct names among {', '.join(FORMATS)}. Received: "
-            f"formats={list(formats)}"
-        )
-    if quantize not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}. Received: {quantize=}")
-    if quantize != "none" and list(formats) != ["litert"]:
-        raise ValueError(
-            f"quantize={quantize!r} applies to format 'litert' only. Received: "
-            f"formats={list(formats)}"
-        )
-
-
-def training_images(records: RecordSet, count: int, seed: int = 0) -> list:
-    """Up to ``count`` training-split images drawn with ``seed``, as ``uint8 (H, W, 3)``
-    arrays decoded as the input pipeline decodes them."""
-    import numpy as np
-
-    from kdet.data.decode import read_image
-
-    train = records.split("train")
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(train), size=min(count, len(train)), replace=False))
-    return [read_image(str(train.image_path(train.records[i]))).numpy() for i in chosen]
 
 
 def publish(experiment: Experiment, *, root: str | os.PathLike = ".", **options) -> dict:

@@ -120,15 +120,16 @@ def test_int8_export_calibrates_on_training_images(box_experiment):
     """``kdet export ... --format litert --quantize int8 --representative-images 8``, minus
     the re-evaluation: boxes within 3 px (see test_export.py for the bound)."""
     from kdet import experiment
+    from kdet.deploy.artifacts import export_experiment, training_images
     from tests.deploy.test_export import assert_same_detections, reference
     from tests.runner_helpers import tiny_row
 
     root, name, images = box_experiment
     exp = experiment.Experiment.from_row(name, tiny_row("bbox_regressor", "shapes", root))
     records = experiment.load_records(exp, experiment.Layout(root))
-    drawn, again = (experiment.training_images(records, 8) for _ in range(2))
+    drawn, again = (training_images(records, 8) for _ in range(2))
     assert len(drawn) == 8 and all(map(np.array_equal, drawn, again))  # seeded
-    paths = experiment.export(
+    paths = export_experiment(
         exp, root=root, formats=["litert"], quantize="int8", representative_images=8
     )
     folder = root / "data" / "models" / name
