@@ -154,6 +154,15 @@ def test_export_converts_a_model_path(box_experiment, tmp_path, monkeypatch, cap
     runtime = deploy.Runtime(out)
     for image in images:
         assert_same_detections(reference(str(folder / "saved_model"), image), runtime(image))
+    argv = ["export", str(folder / "saved_model"), "--format", "litert", "--quantize", "int8"]
+    int8 = tmp_path / "int8.tflite"
+    assert cli.main([*argv, "--out", str(int8)]) == 1
+    assert "give --data DATASET to draw calibration images from" in capsys.readouterr().err
+    assert cli.main([*argv, "--out", str(int8), "--data", "shapes"]) == 0
+    runtime = deploy.Runtime(int8)
+    for image in images:
+        expected = reference(str(folder / "saved_model"), image)
+        assert_same_detections(expected, runtime(image), box_atol=3.0)
     argv = ["export", str(folder / "saved_model"), "--format", "onnx,litert"]
     assert cli.main([*argv, "--out", str(tmp_path / "m.onnx")]) == 1
     assert "takes one --format and --out PATH" in capsys.readouterr().err
