@@ -3,7 +3,8 @@
 A family is a small object with a name, its default options and three methods the runner
 (:mod:`kdet.experiment`) calls: :meth:`Family.check_records` (does this dataset fit?),
 :meth:`Family.train` (fit and save the model into a folder) and :meth:`Family.evaluate`
-(score the saved model on the test split, export the serving SavedModel, draw figures).
+(score the saved model on the test split, export the serving SavedModel, draw figures);
+:meth:`Family.deploy_source` tells ``kdet export --format onnx,litert`` what to convert.
 Each family lives in its own package (``kdet/models/<family>/family.py``) and joins kdet by
 one entry in :data:`FAMILY_MODULES`; the command line, the DVC stages, the contract tests
 and the publish stages iterate over :func:`family_names`. Families are imported only when
@@ -167,7 +168,8 @@ class Family:
     ) -> tuple[object, dict]:
         """What :func:`kdet.deploy.export` converts for ONNX / LiteRT, and its keyword
         arguments: here the serving SavedModel (deploy refuses the graphs it cannot convert,
-        e.g. R-CNN's proposals); a family whose SavedModel holds NMS returns its Keras model.
+        e.g. R-CNN's proposals); YOLOv8, whose KerasCV NMS converts to neither, returns its
+        Keras model.
 
         Args:
             train_dir: the trained model's folder.
