@@ -16,8 +16,11 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 from kdet.datasets import BUILT_IN, FORMATS
+from kdet.deploy.export import FORMATS as ARTIFACT_FORMATS
+from kdet.deploy.export import QUANTIZE
 from kdet.errors import KdetError
 from kdet.families import family_names, get_family
 
@@ -53,8 +56,15 @@ def _prepare(args: argparse.Namespace) -> dict:
 
 def _family_command(args: argparse.Namespace) -> dict:
     from kdet import experiment, stages
+    from kdet.deploy import artifacts
     from kdet.tracking import project_root
 
+    if args.command == "export":
+        artifacts.check_request(args.format, args.quantize)
+        if args.family not in family_names():
+            return _export_model(args)
+        if args.out or args.class_names:
+            raise ValueError("--out and --class-names go with a MODEL path, not a family")
     family = get_family(args.family)
     if args.describe:
         print(stages.describe_family(args.family), file=sys.stderr)
@@ -79,8 +89,10 @@ def _family_command(args: argparse.Namespace) -> dict:
             stages.stage_name(table, name, step), sets, root=root, metrics=metrics
         )
         result["experiment"] = name
+        if args.command == "export":
+            exp = experiment.Experiment.from_row(name, stages.read_params(root)[table][name], table)
     else:
-        dataset = _import_dataset(root, data, args.format)
+        dataset = _import_dataset(root, data, args.data_format)
         name = args.name or f"{args.family}_{dataset}"
         row = {"family": args.family, "dataset": dataset, "train": {}, "evaluate": {}}
         for group, values in stages.nest(options).items():
@@ -95,7 +107,78 @@ def _family_command(args: argparse.Namespace) -> dict:
             result["metrics"] = experiment.flat_metrics(experiment.evaluate(exp, root=root))
     if args.command == "export":
         result["saved_model"] = str(experiment.Layout(root).saved_model(result["experiment"]))
+        result["artifacts"] = artifacts.export_experiment(
+            exp,
+            root=root,
+            formats=args.format,
+            quantize=args.quantize,
+            representative_images=args.representative_images,
+        )
     return {"family": args.family, **result}
+
+
+def _export_model(args: argparse.Namespace) -> dict:
+    """``kdet export MODEL --format F --out PATH``: one artifact of a serving SavedModel
+    folder or a ``.keras`` file (see :func:`kdet.deploy.export`)."""
+    from kdet import deploy, experiment
+    from kdet.datasets.records import RecordSet
+    from kdet.deploy.artifacts import training_images
+    from kdet.tracking import project_root
+
+    source = Path(args.family)
+    if not source.exists():
+        raise ValueError(
+            f"{source}: neither a model family ({', '.join(family_names())}) nor a SavedModel "
+            "folder or .keras file"
+        )
+    if args.out is None or len(args.format) != 1:
+        raise ValueError(f"{source}: converting a model path takes one --format and --out PATH")
+    model, options = str(source), {}
+    if source.suffix == ".keras":
+        import keras
+
+        import kdet.models  # noqa: F401  (registers kdet's Keras classes, KerasCV's for YOLOv8)
+
+        try:
+            model = keras.saving.load_model(source)
+        except Exception as err:  # a truncated zip, an unknown class, ...
+            raise KdetError(source, f"cannot load the Keras model: {err}") from err
+        options["class_names"] = _class_names(args.class_names, source)
+    images = None
+    if args.quantize == "int8":
+        if args.data is None:
+            raise ValueError("--quantize int8: give --data DATASET to draw calibration images from")
+        root = project_root()
+        dataset = _import_dataset(root, args.data, args.data_format)
+        records = RecordSet.load(experiment.Layout(root).records(dataset))
+        images = training_images(records, args.representative_images)
+    (format,) = args.format
+    path = deploy.export(model, args.out, format, args.quantize, images, **options)
+    return {"model": str(source), "artifacts": {format: path}}
+
+
+def _class_names(text: str | None, keras_file: Path) -> list[str]:
+    """``--class-names a,b``, else those of ``run.json`` beside a model ``kdet train`` wrote."""
+    from kdet.experiment import RUN_FILE
+
+    if text:
+        return text.split(",")
+    run_file = keras_file.parent / RUN_FILE
+    if not run_file.exists():
+        raise ValueError(f"{keras_file}: give --class-names A,B,... (no {RUN_FILE} beside it)")
+    return json.loads(run_file.read_text())["class_names"]
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _artifact_formats(text: str) -> list[str]:
+    """``--format onnx,litert`` -> ``["onnx", "litert"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _default_dataset(root, family: str) -> str:
@@ -111,8 +194,6 @@ def _default_dataset(root, family: str) -> str:
 
 def _import_dataset(root, data: str, data_format: str | None) -> str:
     """The dataset name of ``data`` (a dataset name or a path), imported if not yet."""
-    from pathlib import Path
-
     from kdet.datasets import BUILT_IN, detect_format, fetch
     from kdet.experiment import Layout
     from kdet.stages import dataset_slug, read_params
@@ -184,8 +265,23 @@ def _predict(args: argparse.Namespace) -> dict:
     return summary
 
 
+EXPORT_EPILOG = """
+
+artifacts (--format onnx / litert, written to data/models/NAME/export/):
+  kdet export yolov8 --data raccoon --format onnx,litert    # model.onnx, model.tflite
+  kdet export yolov8 --data raccoon --format litert --quantize int8   # model_int8.tflite
+  kdet export bbox_regressor --data caltech101 --format onnx
+YOLOv8 converts its Keras model (NMS runs in kdet.deploy.Runtime), the other families their
+SavedModel; R-CNN / Fast R-CNN cannot convert (exit status 1). A model path instead of a
+family converts that model alone (one --format, --out required):
+  kdet export data/models/NAME/saved_model --format onnx --out model.onnx
+  kdet export data/models/NAME/train/model.keras --format litert --out model.tflite
+then: kdet predict model.onnx photos/"""
+
+
 def _add_family_command(commands, command: str, help_text: str, description: str) -> None:
     available = "\n".join(f"  {name:16} {get_family(name).summary}" for name in family_names())
+    data_format = "--data-format" if command == "export" else "--format"
     parser = commands.add_parser(
         command,
         help=help_text,
@@ -198,12 +294,17 @@ def _add_family_command(commands, command: str, help_text: str, description: str
         f"  kdet {command} yolov8 --data ~/data/my_voc       # Pascal VOC folder\n"
         f"  kdet {command} fast_rcnn --data instances_train.json    # COCO JSON\n"
         f"  kdet {command} yolov8 --data my_yolo/data.yaml --set epochs=30\n"
-        f"  kdet {command} yolov8 --data voc/2007 --format tfds\n"
+        f"  kdet {command} yolov8 --data voc/2007 {data_format} tfds\n"
         "inside a kdet project, a family and dataset with a row in params.yaml run that\n"
         "row's DVC stage (dvc repro, or dvc exp run -S with --set); anything else runs\n"
-        "the same runner directly and logs to ./mlflow.db.",
+        "the same runner directly and logs to ./mlflow.db."
+        + (EXPORT_EPILOG if command == "export" else ""),
     )
-    parser.add_argument("family", help="model family name (listed below)")
+    parser.add_argument(
+        "family",
+        help="model family name (listed below)"
+        + (", or a SavedModel folder or .keras file to convert" if command == "export" else ""),
+    )
     parser.add_argument(
         "--data",
         "--dataset",
@@ -211,7 +312,9 @@ def _add_family_command(commands, command: str, help_text: str, description: str
         "open_images, shapes), a VOC/COCO/YOLO folder or file, or a TFDS name with "
         "--format tfds (default: the dataset of the family's first experiment row)",
     )
-    parser.add_argument("--format", choices=FORMATS, help="format of --data (default: guessed)")
+    parser.add_argument(
+        data_format, dest="data_format", choices=FORMATS, help="format of --data (default: guessed)"
+    )
     parser.add_argument("--name", help="experiment name (default: FAMILY_DATASET)")
     parser.add_argument(
         "--set",
@@ -225,6 +328,35 @@ def _add_family_command(commands, command: str, help_text: str, description: str
         action="store_true",
         help="print the family's options and defaults (to stderr) and exit",
     )
+    if command == "export":
+        parser.add_argument(
+            "--format",
+            type=_artifact_formats,
+            default=["saved_model"],
+            metavar="F[,F...]",
+            help=f"artifacts to write, among {', '.join(ARTIFACT_FORMATS)} (default: "
+            "saved_model, the serving SavedModel the evaluation writes)",
+        )
+        parser.add_argument(
+            "--quantize",
+            choices=QUANTIZE,
+            default="none",
+            help="litert only: float16 weights, or int8 weights and activations "
+            "(default: %(default)s)",
+        )
+        parser.add_argument(
+            "--representative-images",
+            type=_positive_int,
+            default=100,
+            metavar="N",
+            help="int8: calibrate on N training images, drawn seeded (default: %(default)s)",
+        )
+        parser.add_argument("--out", help="MODEL path only: the file or folder to write")
+        parser.add_argument(
+            "--class-names",
+            metavar="A,B,...",
+            help=".keras MODEL only: class names by id (default: those of run.json beside it)",
+        )
     parser.set_defaults(run=_family_command)
 
 
@@ -335,11 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_family_command(
         commands,
         "export",
-        "export a trained model as a plain-TensorFlow SavedModel",
-        "Export a trained model of one family on a dataset (the evaluation writes its "
-        "SavedModel (kdet's serving contract: signatures serving_default(image_bytes) and "
-        "detect_image(image), loadable with tf.saved_model.load and no kdet). Prints the "
-        "SavedModel's path; try it with `kdet predict PATH image.jpg`.",
+        "export a trained model as a SavedModel, ONNX or LiteRT file",
+        "Export a trained model of one family on a dataset (training and evaluating first "
+        "if needed): the evaluation writes its SavedModel (kdet's serving contract: "
+        "signatures serving_default(image_bytes) and detect_image(image), loadable with "
+        "tf.saved_model.load and no kdet); --format onnx,litert also converts the model with "
+        "kdet.deploy.export into data/models/NAME/export/. Or convert one MODEL path. Prints "
+        "the paths as JSON; try them with `kdet predict PATH image.jpg`.",
     )
 
     publish = commands.add_parser(
@@ -394,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="MODEL can be:\n"
         "  data/models/RUN/saved_model   a SavedModel folder written by kdet export\n"
+        "  model.onnx                    an ONNX file written by kdet export --format onnx\n"
+        "  model.tflite                  a LiteRT file (beside its model.classes.json)\n"
         "  runs:/RUN_ID/detector         a model logged in an MLflow run\n"
         "  models:/raccoon/3             a registered model version\n"
         "  models:/raccoon@champion      a registered model alias\n"
@@ -401,9 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n"
         "  kdet predict models:/raccoon@champion my_photos/ --out predictions\n"
         "  kdet predict data/models/yolov8/saved_model clip.mp4 --format csv\n"
+        "  kdet predict data/models/yolov8_raccoon/export/model.onnx photos/\n"
         "  kdet predict raccoon --webcam 0 --max-frames 300",
     )
-    predict.add_argument("model", help="SavedModel folder, MLflow model URI or registered name")
+    predict.add_argument(
+        "model", help="SavedModel folder, .onnx or .tflite file, MLflow model URI or name"
+    )
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image, folder or video")
     predict.add_argument(
         "--out", default="predictions", help="output folder (default: %(default)s)"

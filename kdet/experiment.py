@@ -6,7 +6,8 @@ options. :func:`train` loads the dataset's records, checks that the family fits 
 picks the ``tf.distribute`` strategy, opens one MLflow run (experiment = the dataset),
 trains with a resumable end-of-epoch checkpoint and saves the model; :func:`evaluate`
 scores it on the test split, exports the serving SavedModel, times it and writes the
-metrics, plots and figures into the same MLflow run; :func:`publish` registers it.
+metrics, plots and figures into the same MLflow run; :func:`publish` registers it;
+:func:`kdet.deploy.artifacts.export_experiment` converts it to ONNX / LiteRT.
 Only the chief of a multi-worker cluster writes anything.
 
 Files of experiment ``NAME`` (under the project root):
@@ -15,6 +16,7 @@ Files of experiment ``NAME`` (under the project root):
 ``data/raw/DATASET/records.json``     the dataset (``kdet.datasets.fetch``)
 ``data/models/NAME/train/``           the trained model + ``run.json`` (train output)
 ``data/models/NAME/saved_model/``     the serving SavedModel (evaluate output)
+``data/models/NAME/export/``          ONNX / LiteRT artifacts (``kdet export --format``)
 ``data/checkpoints/NAME/KEY/``        the resumable backup while training (deleted after)
 ``data/metrics/NAME_train.json``      training numbers; ``NAME.json``: the evaluation's
 ``data/plots/NAME/``                  ``history.csv``, ``pr_curve.csv``, figures
@@ -149,6 +151,9 @@ class Layout:
 
     def saved_model(self, name: str) -> Path:
         return Path(self.root) / "data" / "models" / name / "saved_model"
+
+    def export_dir(self, name: str) -> Path:
+        return Path(self.root) / "data" / "models" / name / "export"
 
     def checkpoints(self, name: str) -> Path:
         return Path(self.root) / "data" / "checkpoints" / name

@@ -3,7 +3,8 @@
 A family is a small object with a name, its default options and three methods the runner
 (:mod:`kdet.experiment`) calls: :meth:`Family.check_records` (does this dataset fit?),
 :meth:`Family.train` (fit and save the model into a folder) and :meth:`Family.evaluate`
-(score the saved model on the test split, export the serving SavedModel, draw figures).
+(score the saved model on the test split, export the serving SavedModel, draw figures);
+:meth:`Family.deploy_source` tells ``kdet export --format onnx,litert`` what to convert.
 Each family lives in its own package (``kdet/models/<family>/family.py``) and joins kdet by
 one entry in :data:`FAMILY_MODULES`; the command line, the DVC stages, the contract tests
 and the publish stages iterate over :func:`family_names`. Families are imported only when
@@ -22,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kdet.datasets.records import RecordSet
@@ -161,6 +162,27 @@ class Family:
         Writes the serving SavedModel (:mod:`kdet.export` contract) to ``saved_model``.
         """
         raise NotImplementedError
+
+    def deploy_source(
+        self, *, train_dir: Path, saved_model: Path, class_names: Sequence[str], options: Mapping
+    ) -> tuple[object, dict]:
+        """What :func:`kdet.deploy.export` converts for ONNX / LiteRT, and its keyword
+        arguments: here the serving SavedModel (deploy refuses the graphs it cannot convert,
+        e.g. R-CNN's proposals); YOLOv8, whose KerasCV NMS converts to neither, returns its
+        Keras model.
+
+        Args:
+            train_dir: the trained model's folder.
+            saved_model: the serving SavedModel folder :meth:`evaluate` wrote.
+            class_names: the dataset's class names, by class id.
+            options: the experiment's ``evaluate`` options.
+
+        Example:
+            >>> get_family("bbox_regressor").deploy_source(
+            ...     train_dir=Path("t"), saved_model=Path("s"), class_names=["a"], options={})
+            ('s', {})
+        """
+        return str(saved_model), {}
 
 
 _POSITIVE_INTEGERS = ("epochs", "batch_size", "max_detections", "samples_per_image")

@@ -2,9 +2,11 @@
 
 Any SavedModel with kdet's serving contract (see :mod:`kdet.export`) works, whichever
 family produced it; ``model`` may also be an MLflow model URI or registered name (see
-:func:`kdet.serving.local_saved_model`). Outputs: annotated images (``<out>/<name>.jpg``),
-annotated videos (``<out>/<name>.mp4``) and one detections file (``detections.json`` or
-``detections.csv``) with boxes in the input's own pixels.
+:func:`kdet.serving.local_saved_model`), or an artifact of :func:`kdet.deploy.export` (an
+``.onnx`` file, a ``.tflite`` file with its ``NAME.classes.json``, or a ``saved_model``
+export folder), run by :class:`kdet.deploy.Runtime`. Outputs: annotated images
+(``<out>/<name>.jpg``), annotated videos (``<out>/<name>.mp4``) and one detections file
+(``detections.json`` or ``detections.csv``) with boxes in the input's own pixels.
 
 Example:
     >>> summary = predict("data/models/raccoon_rcnn/saved_model", ["photos/"],
@@ -96,6 +98,42 @@ class Detector:
         }
 
 
+class ArtifactDetector:
+    """A :func:`kdet.deploy.export` artifact run by :class:`kdet.deploy.Runtime`, called
+    like :class:`Detector`.
+
+    Args:
+        path: an ``.onnx`` file, a ``.tflite`` file (beside its ``NAME.classes.json``) or a
+            folder that ``kdet.deploy.export`` wrote (it holds ``assets.extra/kdet.json``).
+
+    Raises:
+        kdet.deploy.DeployError: naming the file when it is missing, truncated or corrupt.
+
+    Example:
+        >>> detector = ArtifactDetector("model.onnx")  # doctest: +SKIP
+        >>> detector(np.zeros((48, 64, 3), np.uint8), score_threshold=0.5)  # doctest: +SKIP
+        {'boxes': array(...), 'scores': ..., 'classes': ..., 'class_names': [...]}
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        from kdet.deploy import Runtime
+
+        self.path = str(path)
+        self._runtime = Runtime(path)
+        self._runtime(np.zeros((64, 64, 3), np.uint8))  # warm-up, as in Detector
+
+    def __call__(self, image: np.ndarray, score_threshold: float = 0.0) -> dict:
+        """Detections for one RGB ``uint8 (H, W, 3)`` image, scores >= ``score_threshold``."""
+        out = self._runtime(image)
+        keep = out["scores"] >= score_threshold
+        return {
+            "boxes": out["boxes"][keep].reshape(-1, 4),
+            "scores": out["scores"][keep],
+            "classes": out["classes"][keep],
+            "class_names": [str(name) for name in out["class_names"][keep]],
+        }
+
+
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Path]]:
     """``("image" | "video" | "missing" | "unknown", path)`` for each input; folders are
     walked recursively in sorted order and keep only image and video files."""
@@ -153,7 +191,7 @@ class _OutputNames:
 
 
 def predict(
-    model: str | os.PathLike | Detector,
+    model: str | os.PathLike | Detector | ArtifactDetector,
     inputs: Sequence[str | os.PathLike],
     *,
     out_dir: str | os.PathLike,
@@ -168,9 +206,10 @@ def predict(
     reported in ``summary["failed"]`` as ``"path: problem"`` and the others continue.
 
     Args:
-        model: a :class:`Detector`, a SavedModel folder, an MLflow model URI
-            (``runs:/…``, ``models:/name/version``, ``models:/name@alias``) or a
-            registered model name.
+        model: a :class:`Detector` or :class:`ArtifactDetector`, or what
+            :func:`load_detector` takes: a SavedModel folder, an ``.onnx`` or ``.tflite``
+            file, an MLflow model URI (``runs:/…``, ``models:/name/version``,
+            ``models:/name@alias``) or a registered model name.
         inputs: image files, video files and folders (walked recursively).
         out_dir: where annotated images/videos and the detections file are written.
         score_threshold: detections with a lower score are dropped.
@@ -189,7 +228,7 @@ def predict(
             f"detections_format must be one of {DETECTION_FORMATS}. "
             f"Received: detections_format={detections_format!r}"
         )
-    detector = model if isinstance(model, Detector) else load_detector(model)
+    detector = model if isinstance(model, Detector | ArtifactDetector) else load_detector(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = _OutputNames(out)
@@ -266,7 +305,7 @@ def _entry(source: str, frame: int | None, shape, detections: dict) -> dict:
 
 
 def _predict_video(
-    detector: Detector,
+    detector: Detector | ArtifactDetector,
     capture: cv2.VideoCapture,
     source: str,
     video_out: Path | None,
@@ -315,7 +354,7 @@ def _predict_video(
 
 
 def predict_webcam(
-    model: str | os.PathLike | Detector,
+    model: str | os.PathLike | Detector | ArtifactDetector,
     camera: int = 0,
     *,
     out_dir: str | os.PathLike,
@@ -332,7 +371,7 @@ def predict_webcam(
     Returns:
         ``frames``, ``detections``, ``fps`` and ``detections_file``.
     """
-    detector = model if isinstance(model, Detector) else load_detector(model)
+    detector = model if isinstance(model, Detector | ArtifactDetector) else load_detector(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries: list[dict] = []
@@ -378,9 +417,20 @@ def write_detections(entries: list[dict], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_detector(model: str | os.PathLike) -> Detector:
-    """A :class:`Detector` from a SavedModel folder, an MLflow URI or a registered name."""
-    if Path(model).is_dir():
+def load_detector(model: str | os.PathLike) -> Detector | ArtifactDetector:
+    """The detector of ``model``, picked by file type: an :class:`ArtifactDetector` for an
+    ``.onnx`` or ``.tflite`` file or a folder written by :func:`kdet.deploy.export`, a
+    :class:`Detector` for a serving SavedModel folder, an MLflow URI or a registered name.
+
+    Example:
+        >>> load_detector("data/models/yolov8_raccoon/export/model.onnx")  # doctest: +SKIP
+    """
+    from kdet.deploy.export import SAVED_MODEL_METADATA, SUFFIXES
+
+    path = Path(model)
+    if path.suffix in SUFFIXES.values() or (path / SAVED_MODEL_METADATA).is_file():
+        return ArtifactDetector(path)
+    if path.is_dir():
         return Detector(model)
     from kdet.serving import local_saved_model  # MLflow is only needed for URIs and names
 

@@ -81,6 +81,10 @@ def test_a_row_in_the_project_runs_its_dvc_stage(tmp_path, monkeypatch, capsys):
 
     def run_stage(stage, sets, *, root, metrics):
         calls.append((stage, list(sets), Path(root), list(metrics)))
+        if stage.startswith("evaluate"):  # the stage's SavedModel, which kdet export checks
+            saved_model = experiment.Layout(root).saved_model(stage.partition("@")[2])
+            saved_model.mkdir(parents=True)
+            (saved_model / "saved_model.pb").write_bytes(b"")
         return {"stage": stage, "command": "dvc ...", "metrics": {}}
 
     monkeypatch.setattr(stages, "run_stage", run_stage)
@@ -95,6 +99,7 @@ def test_a_row_in_the_project_runs_its_dvc_stage(tmp_path, monkeypatch, capsys):
     assert calls[-1][0] == "evaluate_finetuned@sw_shapes"
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["saved_model"] == str(tmp_path / "data/models/sw_shapes/saved_model")
+    assert out["artifacts"] == {"saved_model": out["saved_model"]}
 
 
 def test_other_data_runs_the_runner_directly(tmp_path, monkeypatch, capsys):

@@ -120,5 +120,11 @@ class YOLOv8Family(Family):
             operating_threshold=options["export_decoder"]["confidence_threshold"],
         )
 
+    def deploy_source(self, *, train_dir, saved_model, class_names, options):
+        # The SavedModel's KerasCV NMS converts to neither ONNX nor LiteRT: deploy the Keras
+        # model's raw graph, with the SavedModel's NMS settings for kdet.deploy.Runtime.
+        model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
+        return model, {"class_names": list(class_names), **options["export_decoder"]}
+
 
 YOLOV8 = YOLOv8Family()
