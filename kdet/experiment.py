@@ -263,6 +263,10 @@ def train(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
             **options,
         )
         numbers.setdefault("train_seconds", time.perf_counter() - start)
+        if init_dir is not None and not history_csv.exists():
+            # A training that adds no epoch (the sliding window reusing R-CNN's classifier)
+            # carries the history of the model it starts from: the stage's plot output.
+            _copy_atomically(layout.plots(experiment.init_from) / "history.csv", history_csv)
         history = read_history(history_csv)
         # The per-epoch callback already logged the history's columns (loss, ...) with
         # their steps; logging them again would add a step-0 point to each curve.
@@ -426,4 +430,16 @@ def _write_json(path: Path, payload: Mapping) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=2, sort_keys=True, default=str)
     os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the file from other users
+    os.replace(tmp, path)
+
+
+def _copy_atomically(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` through a temporary file beside it, then a rename."""
+    if not source.exists():
+        raise KdetError(source, "missing: the training this one starts from left no history")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)

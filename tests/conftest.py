@@ -2,6 +2,7 @@
 MLflow store."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ NO_TELEMETRY = {
 }
 os.environ.update(NO_TELEMETRY)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A suite started in the background by a shell without job control inherits SIGINT
+# ignored, and so would every process it starts: the tests that interrupt a training or a
+# ``dvc repro`` as Ctrl-C does need its default action back (exec resets a handler, not an
+# ignore).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The mirror beside the project checkout: CHECKOUT/../shared/mirror.

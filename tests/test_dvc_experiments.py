@@ -21,6 +21,10 @@ from tests.models.single_box.conftest import make_single_box_records
 from tests.runner_helpers import tiny_row
 from tests.scale.processes import REPO_ROOT, VENV_BIN, project_env
 
+# Slow: dvc exp run of two experiments in a throwaway project (a few minutes); the default
+# suite runs the generated stages with dvc repro (tests/test_dvc_pipeline.py).
+pytestmark = pytest.mark.slow
+
 DVC = str(VENV_BIN / "dvc")
 NAME = "bbox_regressor_toy"  # the experiment row (params.yaml experiments.NAME)
 DATASET = "caltech101"

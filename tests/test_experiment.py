@@ -147,6 +147,20 @@ def test_init_from_an_untrained_experiment_raises_naming_it(root):
         experiment.train(exp, root=root)
 
 
+def test_a_sliding_window_from_an_rcnn_classifier_carries_its_history(root):
+    """The finetune row adds no epoch: its stage's plot output is the R-CNN's history."""
+    make_shapes(root, num_images=12)
+    experiment.train(Experiment.from_row("rcnn_tiny", tiny_row("rcnn", "shapes", root)), root=root)
+    row = tiny_row("sliding_window", "shapes", root, init_from="rcnn_tiny")
+    numbers = experiment.train(Experiment.from_row("windows", row, where="finetune"), root=root)
+
+    plots = Layout(root).plots
+    assert numbers["classifier_from"].endswith("rcnn_tiny/train")
+    history = (plots("windows") / "history.csv").read_text()
+    assert history == (plots("rcnn_tiny") / "history.csv").read_text()
+    assert read_history(plots("windows") / "history.csv")["loss"]
+
+
 def test_evaluate_before_train_raises(root):
     make_shapes(root, num_images=12)
     exp = Experiment.from_row("untrained", tiny_row("yolov8", "shapes", root))

@@ -88,6 +88,7 @@ def test_single_box_int8_litert_within_3_px(single_box, images, box_references, 
         ("litert", "raw.tflite"),
     ],
 )
+@pytest.mark.slow
 def test_yolov8_raw_exports_match(yolo, images, yolo_references, tmp_path, format, name):
     model, _ = yolo
     path = deploy.export(
@@ -104,6 +105,7 @@ def test_yolov8_raw_exports_match(yolo, images, yolo_references, tmp_path, forma
         assert_same_detections(expected, runtime(image))
 
 
+@pytest.mark.slow
 def test_yolov8_float16_litert_keeps_the_best_detection(yolo, images, yolo_references, tmp_path):
     """float16 weights move scores by ~1e-3 and boxes by a fraction of a pixel; the untrained
     model's many near-identical boxes sit at IoU ~ the NMS threshold, so which of them NMS
@@ -126,6 +128,7 @@ def test_yolov8_float16_litert_keeps_the_best_detection(yolo, images, yolo_refer
         assert got["classes"][0] == expected["classes"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["onnx", "litert"])
 def test_yolov8_saved_model_with_nms_is_refused(yolo, tmp_path, format):
     suffix = {"onnx": ".onnx", "litert": ".tflite"}[format]

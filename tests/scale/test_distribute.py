@@ -127,6 +127,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     assert result["update_error"][worst] < 1e-2, (worst, result["update_error"][worst])
 
 
+@pytest.mark.slow
 def test_multi_worker_on_loopback_ends_with_identical_weights(tmp_path):
     """Two worker processes (TF_CONFIG on 127.0.0.1) train together; same final weights."""
     workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]

@@ -4,9 +4,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.scale.processes import REPO_ROOT, VENV_BIN, project_env
+
+# Slow: a push, clone and pull through a local remote.
+pytestmark = pytest.mark.slow
 
 DVC = str(VENV_BIN / "dvc")
 PARAMS = {

@@ -40,6 +40,7 @@ def trained_on_two_replicas(entry: dict, steps: int) -> None:
     assert all(np.isfinite(entry["loss"]))
 
 
+@pytest.mark.slow
 def test_single_box_trains_on_the_global_batch(mirrored):
     entry = mirrored["single_box"]
     # 14 training images (2 held out for validation), 4 per replica: steps of 8 and 6.
@@ -49,6 +50,7 @@ def test_single_box_trains_on_the_global_batch(mirrored):
     assert entry["written"] == ["single_box_history.csv"]
 
 
+@pytest.mark.slow
 def test_single_box_feature_cache_trains_the_head(mirrored):
     entry = mirrored["single_box_cache"]
     trained_on_two_replicas(entry, steps=4)  # 2 epochs of 2 steps
@@ -58,16 +60,19 @@ def test_single_box_feature_cache_trains_the_head(mirrored):
     assert entry["prediction_finite"]
 
 
+@pytest.mark.slow
 def test_yolov8_with_ema(mirrored):
     entry = mirrored["yolov8"]
     trained_on_two_replicas(entry, steps=2)  # 16 images, 4 per replica
     assert entry["use_ema"] and entry["optimizer_class"] == "AdamW"
 
 
+@pytest.mark.slow
 def test_rcnn_classifier(mirrored):
     trained_on_two_replicas(mirrored["rcnn"], steps=2)  # 12 crops, 3 per replica
 
 
+@pytest.mark.slow
 def test_fast_rcnn(mirrored):
     trained_on_two_replicas(mirrored["fast_rcnn"], steps=1)  # 2 images x 2 samples, 2 per replica
 

@@ -2,6 +2,7 @@
 
 import mlflow
 import numpy as np
+import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
@@ -9,6 +10,9 @@ from kdet import tracking, training
 from kdet.export import export_detector
 from tests.scale.processes import VENV_BIN, child_env, free_port, started, wait_http
 from tests.scale.strategy_worker import IMAGE_SIZE, shapes_dataset, small_box_regressor
+
+# Slow: a real tracking server process.
+pytestmark = pytest.mark.slow
 
 EPOCHS = 2
 

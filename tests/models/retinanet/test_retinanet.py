@@ -103,6 +103,7 @@ def trained(tiny_records, tmp_path_factory):
     return model, history, folder
 
 
+@pytest.mark.slow
 def test_training_writes_history_and_evaluation_is_in_original_pixels(trained, tiny_records):
     model, history, folder = trained
     assert np.isfinite(history["loss"]).all()
@@ -116,6 +117,7 @@ def test_training_writes_history_and_evaluation_is_in_original_pixels(trained, t
         assert boxes[:, 2].max() <= 80 + 1e-3 and boxes[:, 3].max() <= 48 + 1e-3
 
 
+@pytest.mark.slow
 def test_export_serves_boxes_in_image_pixels_without_kdet(tiny_records, tmp_path):
     # A random model finds many (meaningless) boxes: enough to check the geometry. Its
     # box head is zeroed so that boxes are its anchors (no degenerate boxes, no NMS ties).
@@ -149,6 +151,7 @@ def test_export_serves_boxes_in_image_pixels_without_kdet(tiny_records, tmp_path
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_trained_model_exports(trained, tiny_records, tmp_path):
     model, _, _ = trained
     path = export_retinanet(model, tmp_path / "saved_model", tiny_records.class_names)
@@ -159,6 +162,7 @@ def test_trained_model_exports(trained, tiny_records, tmp_path):
     assert int(out["num_detections"]) == out["boxes"].shape[0]
 
 
+@pytest.mark.slow
 def test_family_protocol_trains_evaluates_and_exports(tiny_records, tmp_path):
     family = get_family("retinanet")
     options = {**family.defaults["train"], "image_size": 64, "batch_size": 4, "epochs": 1}

@@ -11,6 +11,10 @@ from kdet.experiment import Experiment, Layout, flat_metrics
 from tests.models.single_box.conftest import make_single_box_records
 from tests.runner_helpers import mlflow_run, tiny_row
 
+# Slow: the default suite runs both single-box families through the runner
+# (tests/test_experiment.py).
+pytestmark = pytest.mark.slow
+
 
 def test_training_and_evaluation_are_tracked(tmp_path):
     layout = Layout(tmp_path)

@@ -47,6 +47,7 @@ def test_frozen_backbone_trains_the_head_on_cached_features(toy_records, tmp_pat
     assert set(np.unique(second.data.classes[second.train_rows])) == {0}
 
 
+@pytest.mark.slow
 def test_multiclass_training_evaluation_and_figures(toy_records, tmp_path):
     result = train_single_box(
         toy_records,

@@ -15,6 +15,10 @@ from kdet.models.yolov8.export import export_yolov8
 from kdet.models.yolov8.train import train_yolov8
 from kdet.visualize import prediction_grid
 
+# Slow (YOLOv8 trained in a module fixture); the default suite trains, evaluates and exports
+# YOLOv8 through the runner (tests/test_experiment.py) and serves it (tests/test_contract.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tiny_records, tmp_path_factory):
