@@ -82,8 +82,13 @@ def qualify_option(assignment: str, defaults: Mapping) -> tuple[str, object]:
     matches = [leaf for leaf in leaves if leaf.split(".", 1)[1] == key]
     if len(matches) == 1:
         return matches[0], value
-    problem = "is in several option groups" if matches else "is not an option of this family"
-    raise ValueError(f"--set {key}: {problem}; give one of: {', '.join(sorted(leaves))}")
+    if matches:
+        raise ValueError(
+            f"--set {key}: is in several option groups; give one of: {', '.join(sorted(matches))}"
+        )
+    raise ValueError(
+        f"--set {key}: is not an option of this family; give one of: {', '.join(sorted(leaves))}"
+    )
 
 
 def _leaf_keys(values, prefix: str = "") -> list[str]:

@@ -54,8 +54,9 @@ def test_qualify_option_short_dotted_and_errors():
         "evaluate.decoder.iou_threshold",
         0.5,
     )
-    with pytest.raises(ValueError, match="several option groups"):
+    with pytest.raises(ValueError, match="several option groups") as ambiguous:
         stages.qualify_option("batch_size=4", defaults)  # train and evaluate both have it
+    assert str(ambiguous.value).endswith("give one of: evaluate.batch_size, train.batch_size")
     with pytest.raises(ValueError, match="not an option of this family.*train.epochs"):
         stages.qualify_option("epoch=2", defaults)
     with pytest.raises(ValueError, match="KEY=VALUE"):
