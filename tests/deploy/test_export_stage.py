@@ -45,6 +45,7 @@ def test_export_step_writes_scores_and_logs_every_artifact(tmp_path, monkeypatch
         "model.tflite",
     ]
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in folder.iterdir())  # others read
     assert json.loads((folder / EXPORT_FILE).read_text()) == metrics
     assert json.loads(layout.export_metrics("box").read_text()) == metrics
     assert metrics["exported"] is True and metrics["test_images"] == 8
