@@ -7,7 +7,9 @@ picks the ``tf.distribute`` strategy, opens one MLflow run (experiment = the dat
 trains with a resumable end-of-epoch checkpoint and saves the model; :func:`evaluate`
 scores it on the test split, exports the serving SavedModel, times it and writes the
 metrics, plots and figures into the same MLflow run; :func:`publish` registers it;
-:func:`kdet.deploy.artifacts.export_experiment` converts it to ONNX / LiteRT.
+:func:`kdet.deploy.artifacts.export_step` (the ``export@NAME`` stage, kept in
+:mod:`kdet.deploy` so the train and evaluate stages do not depend on it) converts it to
+ONNX / LiteRT, scores each artifact and logs them into the same run.
 Only the chief of a multi-worker cluster writes anything.
 
 Files of experiment ``NAME`` (under the project root):
@@ -16,10 +18,12 @@ Files of experiment ``NAME`` (under the project root):
 ``data/raw/DATASET/records.json``     the dataset (``kdet.datasets.fetch``)
 ``data/models/NAME/train/``           the trained model + ``run.json`` (train output)
 ``data/models/NAME/saved_model/``     the serving SavedModel (evaluate output)
-``data/models/NAME/export/``          ONNX / LiteRT artifacts (``kdet export --format``)
+``data/models/NAME/export/``          ONNX / LiteRT artifacts + ``export.json`` (export)
 ``data/checkpoints/NAME/KEY/``        the resumable backup while training (deleted after)
-``data/metrics/NAME_train.json``      training numbers; ``NAME.json``: the evaluation's
-``data/plots/NAME/``                  ``history.csv``, ``pr_curve.csv``, figures
+``data/metrics/NAME_train.json``      training numbers; ``NAME.json``: the evaluation's;
+                                      ``NAME_export.json``: each artifact's mAP, latency
+``data/plots/NAME/``                  ``history.csv``, ``pr_curve.csv``, ``export.csv``,
+                                      figures
 ====================================  ====================================================
 
 Example:
@@ -166,6 +170,9 @@ class Layout:
 
     def metrics(self, name: str) -> Path:
         return Path(self.root) / "data" / "metrics" / f"{name}.json"
+
+    def export_metrics(self, name: str) -> Path:
+        return Path(self.root) / "data" / "metrics" / f"{name}_export.json"
 
 
 def load_records(experiment: Experiment, layout: Layout) -> RecordSet:

@@ -78,6 +78,7 @@ class Family:
         rank_by: metric (higher is better) that picks the registered model's champion.
         one_box_per_image: the family predicts exactly one box per image.
         history_columns: the loss columns of its ``history.csv`` (DVC plots).
+        deploy_refusal: why its model has no ONNX / LiteRT export, or ``None``.
     """
 
     name: str = ""
@@ -86,6 +87,10 @@ class Family:
     rank_by: str = "mAP50"
     one_box_per_image: bool = False
     history_columns: tuple[str, ...] = ("loss", "val_loss")
+    #: why this family's model converts to no ONNX / LiteRT artifact (``None``: it
+    #: converts). ``kdet export`` fails with it; the ``export@NAME`` stage records it in
+    #: ``export/export.json`` instead of failing (:mod:`kdet.deploy.artifacts`).
+    deploy_refusal: str | None = None
 
     #: option name -> allowed values, checked wherever the name appears in the options.
     choices: Mapping[str, tuple] = {

@@ -252,6 +252,12 @@ def log_figure(figure, name: str) -> None:
 
 def log_saved_model(path: str | os.PathLike, artifact_path: str = "saved_model") -> None:
     """Log an exported SavedModel folder as run artifacts."""
+    log_folder(path, artifact_path)
+
+
+def log_folder(path: str | os.PathLike, artifact_path: str) -> None:
+    """Log every file under the folder ``path`` as run artifacts under ``artifact_path``
+    (e.g. ``data/models/NAME/export`` as ``export/``)."""
 
     def offline(folder: Path) -> dict:
         target = folder / "artifacts" / artifact_path

@@ -1,10 +1,11 @@
-"""DVC stages ``train@NAME``, ``evaluate@NAME``, ``publish@NAME`` (and their ``finetune``
-twins): one step of the experiment ``NAME`` of ``params.yaml`` through the one runner,
-:mod:`kdet.experiment`.
+"""DVC stages ``train@NAME``, ``evaluate@NAME``, ``export@NAME``, ``publish@NAME`` (and their
+``finetune`` twins): one step of the experiment ``NAME`` of ``params.yaml`` through the one
+runner, :mod:`kdet.experiment` (``export``: :func:`kdet.deploy.artifacts.export_step`).
 
-Usage: ``python pipelines/experiment.py train|evaluate|publish NAME``. The row is read from
-``params.yaml: experiments.NAME`` or ``finetune.NAME``; ``publish`` also reads
-``params.yaml: publish``. Prints the step's numbers as one JSON line.
+Usage: ``python pipelines/experiment.py train|evaluate|export|publish NAME``. The row is read
+from ``params.yaml: experiments.NAME`` or ``finetune.NAME``; ``export`` also reads
+``params.yaml: export``, ``publish`` ``params.yaml: publish``. Prints the step's numbers as
+one JSON line.
 """
 
 import argparse
@@ -21,7 +22,7 @@ TABLES = ("experiments", "finetune")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("step", choices=["train", "evaluate", "publish"])
+    parser.add_argument("step", choices=["train", "evaluate", "export", "publish"])
     parser.add_argument("name")
     args = parser.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
@@ -33,6 +34,10 @@ def main() -> None:
         result = experiment.train(exp)
     elif args.step == "evaluate":
         result = flat_metrics(experiment.evaluate(exp))
+    elif args.step == "export":
+        from kdet.deploy.artifacts import export_step
+
+        result = export_step(exp, **params["export"])
     else:
         result = experiment.publish(exp, **params["publish"])
         out = Path("data/published") / f"{args.name}.json"

@@ -78,16 +78,20 @@ def test_every_params_row_is_a_valid_experiment_on_a_declared_dataset(table, nam
 
 
 @pytest.mark.parametrize(
-    ("table", "train", "evaluate", "publish"),
+    ("table", "train", "evaluate", "export", "publish"),
     [
-        ("experiments", "train", "evaluate", "publish"),
-        ("finetune", "finetune", "evaluate_finetuned", "publish_finetuned"),
+        ("experiments", "train", "evaluate", "export", "publish"),
+        ("finetune", "finetune", "evaluate_finetuned", "export_finetuned", "publish_finetuned"),
     ],
 )
-def test_generated_stages_write_the_layout_paths(table, train, evaluate, publish):
+def test_generated_stages_write_the_layout_paths(table, train, evaluate, export, publish):
     layout = Layout(Path("."))
-    for stage in (train, evaluate, publish):
+    for stage in (train, evaluate, export, publish):
         assert STAGES[stage]["foreach"] == "${" + table + "}"
+    export_stage = STAGES[export]["do"]
+    assert {"export", table + ".${key}.family", table + ".${key}.evaluate"} == set(
+        export_stage["params"]
+    )
     for name, row in PARAMS[table].items():
 
         def rel(path):
@@ -111,6 +115,39 @@ def test_generated_stages_write_the_layout_paths(table, train, evaluate, publish
             fill(o, name, row) for o in names(evaluate_stage["metrics"])
         ]
         assert rel(layout.train_dir(name)) in [fill(d, name, row) for d in evaluate_stage["deps"]]
+        assert fill(export_stage["cmd"], name, row).endswith(f"experiment.py export {name}")
+        export_deps = [fill(d, name, row) for d in export_stage["deps"]]
+        for path in (layout.records(row["dataset"]), layout.train_dir(name)):
+            assert rel(path) in export_deps
+        assert rel(layout.saved_model(name)) in export_deps
+        assert [rel(layout.export_dir(name))] == [fill(o, name, row) for o in export_stage["outs"]]
+        assert [rel(layout.export_metrics(name))] == [
+            fill(o, name, row) for o in names(export_stage["metrics"])
+        ]
+        assert [rel(layout.plots(name) / "export.csv")] == [
+            fill(o, name, row) for o in names(export_stage["plots"])
+        ]
+
+
+def test_the_export_table_is_what_the_export_step_takes():
+    import inspect
+
+    from kdet.deploy.artifacts import check_step_request, export_step
+
+    settings = PARAMS["export"]
+    assert set(settings) <= set(inspect.signature(export_step).parameters) - {"experiment", "root"}
+    check_step_request(settings["formats"], settings["quantize"])
+
+
+@pytest.mark.parametrize("name", family_names())
+def test_a_family_either_converts_or_says_why_not(name):
+    """The export@NAME stage of every row runs: a family whose model converts to nothing
+    carries the reason (written instead of artifacts)."""
+    refusal = get_family(name).deploy_refusal
+    if name in ("rcnn", "fast_rcnn", "sliding_window"):
+        assert refusal and "not supported" in refusal and "kdet.predict.Detector" in refusal
+    else:
+        assert refusal is None
 
 
 def test_fetch_stage_writes_every_dataset_folder():

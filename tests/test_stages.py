@@ -170,11 +170,21 @@ def _kdet_imports(module: str, seen: set[str]) -> None:
                 _kdet_imports(name, seen)
 
 
-@pytest.mark.parametrize("stage", ["train", "evaluate", "finetune"])
+# stage -> the module its step runs (besides every family's, which all of them import)
+STEP_MODULES = {
+    "train": "kdet.experiment",
+    "evaluate": "kdet.experiment",
+    "finetune": "kdet.experiment",
+    "export": "kdet.deploy.artifacts",
+    "export_finetuned": "kdet.deploy.artifacts",
+}
+
+
+@pytest.mark.parametrize("stage", list(STEP_MODULES))
 def test_stage_deps_cover_every_module_the_runner_imports(stage):
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["do"]["deps"]
     seen: set[str] = set()
-    _kdet_imports("kdet.experiment", seen)
+    _kdet_imports(STEP_MODULES[stage], seen)
     for family in family_names():
         from kdet.families import FAMILY_MODULES
 
@@ -189,3 +199,46 @@ def test_stage_deps_cover_every_module_the_runner_imports(stage):
         f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
     ]
     assert not uncovered, f"dvc.yaml {stage} deps miss {sorted(uncovered)}"
+
+
+def test_train_and_evaluate_stages_do_not_depend_on_deploy():
+    """A change to kdet/deploy reruns export stages only, not every training."""
+    stages_ = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in ("train", "evaluate", "finetune", "evaluate_finetuned"):
+        deps = stages_[stage]["do"]["deps"]
+        assert not [d for d in deps if d.startswith("kdet/deploy")], stage
+
+
+def test_dvc_generates_an_export_stage_for_every_row(tmp_path):
+    """DVC itself expands the project's dvc.yaml: export@NAME for every experiments row,
+    export_finetuned@NAME for every finetune row, after the row's evaluation."""
+    import os
+    import subprocess
+
+    from tests.test_dvc_experiments import DVC
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    write_project(tmp_path, params)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True)
+    listed = subprocess.run(
+        [DVC, "stage", "list", "--name-only"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    expected = {f"export@{name}" for name in params["experiments"]}
+    expected |= {f"export_finetuned@{name}" for name in params["finetune"]}
+    assert expected == {s for s in listed if s.startswith("export")}
+    name = next(iter(params["experiments"]))
+    dag = subprocess.run(
+        [DVC, "dag", "--dot", f"export@{name}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"evaluate@{name}" in dag and f"train@{name}" in dag

@@ -1,4 +1,14 @@
-"""An experiment's deploy artifacts: what ``kdet export FAMILY --format onnx,litert`` writes.
+"""An experiment's deploy artifacts: what ``kdet export FAMILY --format onnx,litert`` and the
+DVC stage ``export@NAME`` write.
+
+:func:`export_experiment` converts an evaluated experiment's model; :func:`export_step` (the
+stage) converts it to the formats of ``params.yaml: export``, scores every artifact and the
+SavedModel the same way on the test split (mAP50 and mAP with :mod:`kdet.metrics` through
+the detector evaluation of :mod:`kdet.models.rcnn.evaluation`; median / p90 latency with
+:func:`kdet.deploy.benchmark.benchmark`; file size), writes ``data/models/NAME/export/``
+(replaced as a whole), ``data/metrics/NAME_export.json`` and
+``data/plots/NAME/export.csv``, and logs the folder and the numbers into the training's
+MLflow run (artifacts ``export/``).
 
 Kept out of :mod:`kdet.experiment` so that the DVC train and evaluate stages, whose deps are
 the modules the runner imports, do not depend on :mod:`kdet.deploy`.
@@ -9,23 +19,49 @@ Example:
     ...                           "dataset": "raccoon", "train": {}, "evaluate": {}})
     >>> export_experiment(exp, root=".", formats=["onnx"])  # doctest: +SKIP
     {'onnx': 'data/models/yolov8_raccoon/export/model.onnx'}
+    >>> export_step(exp, root=".", formats=["onnx", "litert"])["artifacts"]["onnx"]["mAP50"]
+    ... # doctest: +SKIP
+    0.41
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from kdet import tracking
 from kdet.data.decode import read_image
 from kdet.datasets.records import RecordSet
-from kdet.deploy.export import FORMATS, QUANTIZE, SUFFIXES, export
+from kdet.deploy.benchmark import benchmark
+from kdet.deploy.export import FORMATS, QUANTIZE, SUFFIXES, DeployError, export
+from kdet.deploy.runtime import Runtime
 from kdet.errors import KdetError
-from kdet.experiment import RUN_FILE, Experiment, Layout, load_records
+from kdet.experiment import RUN_FILE, Experiment, Layout, _write_json, flat_metrics, load_records
 from kdet.families import get_family
+from kdet.latency import latency_images
+
+#: the export folder's manifest (also the stage's metrics, ``data/metrics/NAME_export.json``)
+EXPORT_FILE = "export.json"
+#: ``data/plots/NAME/export.csv``: one row per artifact (DVC plots)
+PLOT_FILE = "export.csv"
+PLOT_COLUMNS = (
+    "artifact",
+    "format",
+    "file",
+    "mAP50",
+    "mAP",
+    "latency_ms",
+    "latency_p90_ms",
+    "size_kib",
+    "threads",
+)
 
 
 def export_experiment(
@@ -35,6 +71,7 @@ def export_experiment(
     formats: Sequence[str] = ("onnx",),
     quantize: str = "none",
     representative_images: int = 100,
+    out_dir: str | os.PathLike | None = None,
 ) -> dict[str, str]:
     """Convert the evaluated ``experiment``'s model with :func:`kdet.deploy.export`.
 
@@ -48,13 +85,15 @@ def export_experiment(
         quantize: ``"none"``, ``"float16"`` or ``"int8"`` (LiteRT only).
         representative_images: int8 calibration images drawn (seeded) from the training
             split.
+        out_dir: write the converted files here instead of ``data/models/NAME/export/``.
 
     Returns:
         ``{format: path}`` of what was written.
 
     Raises:
         KdetError: the experiment is not evaluated yet.
-        kdet.deploy.DeployError: the family's model cannot take a format.
+        kdet.deploy.DeployError: the family's model cannot take a format (its
+            :attr:`~kdet.families.Family.deploy_refusal`, before any work).
 
     Example:
         >>> export_experiment(exp, root=".", formats=["onnx", "litert"])  # doctest: +SKIP
@@ -69,8 +108,11 @@ def export_experiment(
     converted = [f for f in formats if f != "saved_model"]
     if not converted:
         return paths
+    family = get_family(experiment.family)
+    if family.deploy_refusal:
+        raise DeployError(saved_model, family.deploy_refusal)
     info = json.loads((layout.train_dir(experiment.name) / RUN_FILE).read_text())
-    source, options = get_family(experiment.family).deploy_source(
+    source, options = family.deploy_source(
         train_dir=layout.train_dir(experiment.name),
         saved_model=saved_model,
         class_names=info["class_names"],
@@ -81,7 +123,8 @@ def export_experiment(
         images = training_images(load_records(experiment, layout), representative_images)
     stem = "model" if quantize == "none" else f"model_{quantize}"
     for format in converted:
-        path = layout.export_dir(experiment.name) / (stem + SUFFIXES[format])
+        folder = layout.export_dir(experiment.name) if out_dir is None else Path(out_dir)
+        path = folder / (stem + SUFFIXES[format])
         paths[format] = export(source, path, format, quantize, images, **options)
     return paths
 
@@ -117,3 +160,194 @@ def training_images(records: RecordSet, count: int, seed: int = 0) -> list:
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(train), size=min(count, len(train)), replace=False))
     return [read_image(str(train.image_path(train.records[i]))).numpy() for i in chosen]
+
+
+def check_step_request(formats: Sequence[str], quantize: Sequence[str]) -> None:
+    """Raise ``ValueError`` for ``params.yaml: export`` settings :func:`export_step` cannot
+    follow, before any work.
+
+    Example:
+        >>> check_step_request(["onnx", "litert"], ["int8"])
+        >>> check_step_request(["onnx"], ["none"])
+        Traceback (most recent call last):
+        ...
+        ValueError: export.quantize: distinct names among float16, int8. Received: ['none']
+    """
+    if isinstance(formats, str) or any(f not in SUFFIXES for f in formats):
+        raise ValueError(
+            f"export.formats: distinct names among {', '.join(SUFFIXES)} (the SavedModel is "
+            f"always scored). Received: {formats!r}"
+        )
+    if formats:
+        check_request(formats, "none")
+    variants = [q for q in QUANTIZE if q != "none"]
+    if (
+        isinstance(quantize, str)
+        or any(q not in variants for q in quantize)
+        or len(set(quantize)) != len(quantize)
+    ):
+        raise ValueError(
+            f"export.quantize: distinct names among {', '.join(variants)}. Received: {quantize!r}"
+        )
+
+
+def export_step(
+    experiment: Experiment,
+    *,
+    root: str | os.PathLike = ".",
+    formats: Sequence[str] = ("onnx", "litert"),
+    quantize: Sequence[str] = (),
+    representative_images: int = 100,
+    threads: int = 1,
+    warmup: int = 5,
+    repeats: int = 50,
+) -> dict:
+    """The DVC stage ``export@NAME``: convert, score and log the evaluated ``experiment``.
+
+    Writes ``data/models/NAME/export/`` (the artifacts and :data:`EXPORT_FILE`; built in a
+    staging folder beside it and renamed into place, so a failure leaves the previous folder
+    as it was), ``data/metrics/NAME_export.json`` (the same numbers) and
+    ``data/plots/NAME/export.csv``, then logs the folder to the training's MLflow run as
+    artifacts ``export/`` and the numbers as metrics ``export.ARTIFACT.mAP50`` etc.
+
+    Every artifact and the serving SavedModel go through :class:`kdet.deploy.Runtime` alike:
+    mAP50 and mAP on the test split (COCO-style, :mod:`kdet.metrics`; at the served score
+    threshold, so they may differ from ``evaluate@NAME``'s, which scores a low-threshold
+    decoder for complete PR curves), median and p90 milliseconds per image (batch 1,
+    ``warmup`` untimed calls, then ``repeats`` calls over test images of their own sizes;
+    ONNX Runtime and LiteRT on ``threads`` intra-op threads, TensorFlow on its process-wide
+    pool, each row says which) and size on disk.
+
+    A family whose model converts to nothing (:attr:`kdet.families.Family.deploy_refusal`:
+    R-CNN, Fast R-CNN, sliding window) is not an error: the folder holds only
+    :data:`EXPORT_FILE` with ``exported: false`` and the reason, and so does the metrics file.
+
+    Args:
+        formats: float artifacts among ``"onnx"`` (``model.onnx``) and ``"litert"``
+            (``model.tflite``).
+        quantize: extra LiteRT files among ``"float16"`` (``model_float16.tflite``) and
+            ``"int8"`` (``model_int8.tflite``, calibrated on ``representative_images``
+            training images).
+        threads, warmup, repeats: of the latency measurement.
+
+    Returns:
+        The metrics written.
+
+    Raises:
+        ValueError: bad settings (before any work).
+        KdetError: the experiment is not trained and evaluated yet.
+    """
+    formats, quantize = list(formats), list(quantize)
+    check_step_request(formats, quantize)
+    root = Path(root)
+    layout = Layout(root)
+    name = experiment.name
+    run_file = layout.train_dir(name) / RUN_FILE
+    if not run_file.exists():
+        raise KdetError(layout.train_dir(name), f"not trained yet (dvc repro train@{name})")
+    run_id = json.loads(run_file.read_text())["run_id"]
+    family = get_family(experiment.family)
+    export_dir = layout.export_dir(name)
+    staging = export_dir.with_name(f".{export_dir.name}-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        if family.deploy_refusal:
+            metrics = {"exported": False, "family": family.name, "reason": family.deploy_refusal}
+        else:
+            paths = {}
+            if formats:
+                paths = export_experiment(experiment, root=root, formats=formats, out_dir=staging)
+            for variant in quantize:
+                written = export_experiment(
+                    experiment,
+                    root=root,
+                    formats=["litert"],
+                    quantize=variant,
+                    representative_images=representative_images,
+                    out_dir=staging,
+                )
+                paths[f"litert_{variant}"] = written["litert"]
+            records = load_records(experiment, layout)
+            rows = score_artifacts(
+                {"saved_model": layout.saved_model(name), **paths},
+                records.split("test"),
+                latency_images(records),
+                num_threads=threads,
+                warmup=warmup,
+                repeats=repeats,
+            )
+            for row in rows:  # where the file will be once the folder is in place
+                final = Path(row["path"])
+                if final.parent == staging:
+                    final = export_dir / final.name
+                row["file"] = os.path.relpath(final, root)
+            metrics = {
+                "exported": True,
+                "family": family.name,
+                "test_images": len(records.split("test")),
+                "threads": threads,
+                "artifacts": {row["label"]: {k: row[k] for k in PLOT_COLUMNS[1:]} for row in rows},
+            }
+        _write_json(staging / EXPORT_FILE, metrics)
+        shutil.rmtree(export_dir, ignore_errors=True)
+        os.replace(staging, export_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _write_json(layout.export_metrics(name), metrics)
+    _write_rows(
+        layout.plots(name) / PLOT_FILE,
+        [{"artifact": label, **row} for label, row in metrics.get("artifacts", {}).items()],
+    )
+    _log(run_id, export_dir, metrics)
+    return metrics
+
+
+def score_artifacts(
+    artifacts: Mapping[str, str | os.PathLike],
+    record_set: RecordSet,
+    images: Sequence[np.ndarray],
+    *,
+    num_threads: int = 1,
+    warmup: int = 5,
+    repeats: int = 50,
+) -> list[dict]:
+    """:func:`kdet.deploy.benchmark.benchmark` rows of ``artifacts`` (timed on ``images``)
+    with ``mAP50``, ``mAP`` (on ``record_set``, through
+    :func:`kdet.models.rcnn.evaluation.evaluate_detector`) and ``size_kib`` added."""
+    # The detector evaluation every R-CNN-style family scores with (imported here: it pulls
+    # in the model packages, which `kdet export MODEL` does not need).
+    from kdet.models.rcnn.evaluation import evaluate_detector
+
+    rows = benchmark(artifacts, images, warmup=warmup, repeats=repeats, num_threads=num_threads)
+    for row in rows:
+        report = evaluate_detector(Runtime(row["path"], num_threads=num_threads), record_set)
+        row.update(
+            mAP50=float(report.result.mAP50),
+            mAP=float(report.result.mAP),
+            size_kib=row["size_bytes"] / 1024,
+        )
+    return rows
+
+
+def _write_rows(path: Path, rows: Sequence[Mapping]) -> None:
+    """Write ``rows`` (:data:`PLOT_COLUMNS`) as CSV atomically (header only when empty)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PLOT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _log(run_id: str, export_dir: Path, metrics: Mapping) -> None:
+    """The export folder as artifacts ``export/`` and its numbers as metrics
+    ``export.ARTIFACT.KEY`` of the training's MLflow run."""
+    import mlflow
+
+    tracking.configure()
+    with mlflow.start_run(run_id=run_id):
+        tracking.log_folder(export_dir, "export")
+        tracking.log_metrics(flat_metrics({"export": metrics.get("artifacts", {})}))

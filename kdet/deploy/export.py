@@ -172,6 +172,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
+        os.chmod(staging, 0o644)  # mkstemp's 0600 would keep the file from other users
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):
@@ -182,6 +183,7 @@ def _atomic_folder(path: Path, write: Callable[[str], None]) -> None:
     staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         write(staging)
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 likewise
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)

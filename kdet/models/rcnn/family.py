@@ -126,6 +126,11 @@ class RCNNFamily(Family):
         "train": {**CLASSIFIER_DEFAULTS, "proposals": PROPOSAL_DEFAULTS},
         "evaluate": DETECTOR_DEFAULTS,
     }
+    deploy_refusal = (
+        "not supported for proposal-taking models (R-CNN / Fast R-CNN take selective-search "
+        "proposals, OpenCV code outside the graph): no ONNX / LiteRT export; serve the "
+        "SavedModel with kdet.predict.Detector"
+    )
 
     #: the training function (records, proposals, **options) -> (model, info)
     fit_model = staticmethod(train_rcnn_classifier)
@@ -221,6 +226,11 @@ class SlidingWindowFamily(RCNNFamily):
             "batch_size": 256,
         },
     }
+    deploy_refusal = (
+        "not supported for the sliding-window detector: its image pyramid of windows is a "
+        "TensorList while loop that neither ONNX (tf2onnx) nor LiteRT builtin ops hold; "
+        "serve the SavedModel with kdet.predict.Detector"
+    )
 
     def train(self, records, *, train_dir, init_dir, **kwargs):
         """Train the window classifier, or take it from the R-CNN experiment ``init_dir``."""
