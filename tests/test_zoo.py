@@ -174,3 +174,13 @@ def test_kdet_train_init_zoo(family, name, zoo_dir, tmp_path, capsys, monkeypatc
     other = RETINANET if family == "yolov8" else YOLO
     code, _, err = run_cli(capsys, "train", family, "--data", "shapes", "--init", f"zoo:{other}")
     assert code == 1 and f"cannot start a {family} model" in err
+
+
+def test_zoo_download_saves_a_folder_for_kdet_zoo(zoo_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KDET_ZOO", str(zoo_dir))  # "downloads" from the local copy
+    code, out, err = run_cli(capsys, "zoo", "download", YOLO, "--out", tmp_path / "copy")
+    assert code == 0, err
+    assert json.loads(out) == {"name": YOLO, "folder": str(tmp_path / "copy" / YOLO)}
+    monkeypatch.setenv("KDET_ZOO", str(tmp_path / "copy"))
+    assert zoo.resolve(YOLO)[1] == tmp_path / "copy" / YOLO
+    assert zoo.load(YOLO).num_classes == 20
