@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  kdet predict zoo:retinanet_resnet50_fpn_coco photo.jpg --classes apple,banana",
     )
     predict.add_argument(
-        "model", help="SavedModel folder, .onnx or .tflite file, MLflow model URI or name"
+        "model", help="SavedModel folder, .onnx or .tflite file, MLflow model URI or name, zoo:NAME"
     )
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image, folder or video")
     predict.add_argument(
