@@ -1,7 +1,7 @@
-"""The ``kdet`` command line: ``kdet fetch|prepare|train|evaluate|export|predict``.
+"""The ``kdet`` command line: ``kdet fetch|prepare|train|evaluate|export|predict|zoo``.
 
 Every subcommand prints its result as one JSON line on stdout (progress and warnings go to
-stderr), so scripts can read it.
+stderr), so scripts can read it; ``kdet zoo list`` prints a table unless ``--json``.
 
 Example:
     $ kdet fetch raccoon --out data/raw/raccoon
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -66,6 +67,8 @@ def _family_command(args: argparse.Namespace) -> dict:
         if args.out or args.class_names:
             raise ValueError("--out and --class-names go with a MODEL path, not a family")
     family = get_family(args.family)
+    if getattr(args, "init", None):
+        args.set = [*(args.set or []), f"weights={_zoo_weights(args.init, args.family)}"]
     if args.describe:
         print(stages.describe_family(args.family), file=sys.stderr)
         return {"family": args.family}
@@ -115,6 +118,33 @@ def _family_command(args: argparse.Namespace) -> dict:
             representative_images=args.representative_images,
         )
     return {"family": args.family, **result}
+
+
+def _zoo_weights(init: str, family: str) -> str:
+    """``--init zoo:NAME`` checked against ``family``: the ``weights`` option it sets."""
+    from kdet import zoo
+
+    if not init.startswith(zoo.PREFIX):
+        raise ValueError(f"--init {init}: give zoo:NAME (kdet zoo list shows them)")
+    entry, _ = zoo.resolve(init)
+    if entry.family != family:
+        raise ValueError(f"--init {init}: a {entry.family} model cannot start a {family} model")
+    return init
+
+
+def _zoo(args: argparse.Namespace) -> dict | None:
+    from kdet import zoo
+
+    if args.zoo_command == "download":
+        out = args.out or os.environ.get(zoo.ENV) or "zoo"
+        return {"name": args.name, "folder": str(zoo.download(args.name, out))}
+    entries = [entry.summary() for entry in zoo.ENTRIES]
+    if args.json:
+        return {"zoo": entries}
+    print(f"{'name':32} {'family':10} {'classes':>7}  source")
+    for e in entries:
+        print(f"{e['name']:32} {e['family']:10} {e['classes']:>7}  {e['source']}")
+    return None
 
 
 def _export_model(args: argparse.Namespace) -> dict:
@@ -237,11 +267,15 @@ def _publish(args: argparse.Namespace) -> dict:
 
 
 def _predict(args: argparse.Namespace) -> dict:
-    from kdet.predict import predict, predict_webcam
+    from kdet.predict import load_detector, predict, predict_webcam
 
+    classes = [name.strip() for name in args.classes.split(",")] if args.classes else None
+    if args.webcam is None and not args.inputs:
+        raise ValueError("give at least one image, folder or video (or --webcam N)")
+    model = load_detector(args.model, classes) if classes else args.model
     if args.webcam is not None:
         return predict_webcam(
-            args.model,
+            model,
             args.webcam,
             out_dir=args.out,
             score_threshold=args.score_threshold,
@@ -249,10 +283,8 @@ def _predict(args: argparse.Namespace) -> dict:
             detections_format=args.format,
             progress=not args.quiet,
         )
-    if not args.inputs:
-        raise ValueError("give at least one image, folder or video (or --webcam N)")
     summary = predict(
-        args.model,
+        model,
         args.inputs,
         out_dir=args.out,
         score_threshold=args.score_threshold,
@@ -328,6 +360,13 @@ def _add_family_command(commands, command: str, help_text: str, description: str
         action="store_true",
         help="print the family's options and defaults (to stderr) and exit",
     )
+    if command == "train":
+        parser.add_argument(
+            "--init",
+            metavar="zoo:NAME",
+            help="start from a pretrained model of `kdet zoo list` (its family's): sets "
+            "weights=zoo:NAME; a new class head when the class count differs",
+        )
     if command == "export":
         parser.add_argument(
             "--format",
@@ -534,14 +573,16 @@ def build_parser() -> argparse.ArgumentParser:
         "  models:/raccoon/3             a registered model version\n"
         "  models:/raccoon@champion      a registered model alias\n"
         "  raccoon                       a registered model (its champion, else latest)\n"
+        "  zoo:NAME                      a pretrained model (kdet zoo list; $KDET_ZOO)\n"
         "examples:\n"
         "  kdet predict models:/raccoon@champion my_photos/ --out predictions\n"
         "  kdet predict data/models/yolov8/saved_model clip.mp4 --format csv\n"
         "  kdet predict data/models/yolov8_raccoon/export/model.onnx photos/\n"
-        "  kdet predict raccoon --webcam 0 --max-frames 300",
+        "  kdet predict raccoon --webcam 0 --max-frames 300\n"
+        "  kdet predict zoo:retinanet_resnet50_fpn_coco photo.jpg --classes apple,banana",
     )
     predict.add_argument(
-        "model", help="SavedModel folder, .onnx or .tflite file, MLflow model URI or name"
+        "model", help="SavedModel folder, .onnx or .tflite file, MLflow model URI or name, zoo:NAME"
     )
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image, folder or video")
     predict.add_argument(
@@ -559,10 +600,34 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--no-annotated", action="store_true", help="write only the detections file"
     )
+    predict.add_argument(
+        "--classes", metavar="A,B,...", help="zoo:NAME only: keep these classes' detections"
+    )
     predict.add_argument("--webcam", type=int, metavar="N", help="read camera N instead")
     predict.add_argument("--max-frames", type=int, help="with --webcam: stop after this many")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(run=_predict)
+
+    zoo = commands.add_parser(
+        "zoo",
+        help="pretrained detectors: list them, or save one for offline use",
+        description=textwrap.fill(
+            "Pretrained KerasHub / KerasCV detectors kdet runs (kdet predict zoo:NAME) and "
+            "fine-tunes (kdet train FAMILY --init zoo:NAME). A local copy in $KDET_ZOO/NAME "
+            "(written by `kdet zoo download`) is used first; otherwise the library downloads "
+            "the preset from Kaggle.",
+            88,
+        ),
+    )
+    zoo_commands = zoo.add_subparsers(dest="zoo_command", required=True)
+    zoo_list = zoo_commands.add_parser("list", help="name, family, classes and source of each")
+    zoo_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    download = zoo_commands.add_parser(
+        "download", help="save a pretrained detector as DIR/NAME (needs internet)"
+    )
+    download.add_argument("name", help="a name of kdet zoo list")
+    download.add_argument("--out", metavar="DIR", help="default: $KDET_ZOO, else ./zoo")
+    zoo.set_defaults(run=_zoo)
     return parser
 
 
@@ -574,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KdetError, ValueError, OSError) as err:  # errors name the file/URL and the problem
         print(f"kdet {args.command}: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(result, default=str))
+    if result is not None:
+        print(json.dumps(result, default=str))
     if isinstance(result, dict) and "exit_code" in result:
         return result["exit_code"]
     return 1 if isinstance(result, dict) and result.get("failed") else 0

@@ -2,9 +2,10 @@
 
 Any SavedModel with kdet's serving contract (see :mod:`kdet.export`) works, whichever
 family produced it; ``model`` may also be an MLflow model URI or registered name (see
-:func:`kdet.serving.local_saved_model`), or an artifact of :func:`kdet.deploy.export` (an
+:func:`kdet.serving.local_saved_model`), an artifact of :func:`kdet.deploy.export` (an
 ``.onnx`` file, a ``.tflite`` file with its ``NAME.classes.json``, or a ``saved_model``
-export folder), run by :class:`kdet.deploy.Runtime`. Outputs: annotated images
+export folder), run by :class:`kdet.deploy.Runtime`, or a pretrained ``zoo:NAME``
+(:mod:`kdet.zoo`), run in memory by :class:`ZooDetector`. Outputs: annotated images
 (``<out>/<name>.jpg``), annotated videos (``<out>/<name>.mp4``) and one detections file
 (``detections.json`` or ``detections.csv``) with boxes in the input's own pixels.
 
@@ -70,7 +71,11 @@ class Detector:
                 "SavedModel lacks the 'detect_image' signature of kdet's serving contract "
                 f"(has {sorted(self._model.signatures)})",
             )
-        self._detect = self._model.signatures["detect_image"]
+        self._start(self._model.signatures["detect_image"], proposal_options)
+
+    def _start(self, detect, proposal_options: dict | None = None) -> None:
+        """Use the ``detect_image`` function ``detect``, warmed up."""
+        self._detect = detect
         self.takes_proposals = "proposals" in self._detect.structured_input_signature[1]
         self.proposal_options = {**DEFAULT_PROPOSALS, **(proposal_options or {})}
         # One call on a small image, so that the graph's one-time start-up (seconds) is not
@@ -96,6 +101,50 @@ class Detector:
             "classes": out["classes"].numpy()[keep],
             "class_names": [name.decode() for name in out["class_names"].numpy()[keep]],
         }
+
+
+class ZooDetector(Detector):
+    """A pretrained :mod:`kdet.zoo` model, run in memory through the serving contract
+    (:class:`kdet.export.DetectorServingModule`) and called like :class:`Detector`.
+
+    Args:
+        name: a zoo name (``zoo:`` prefix optional) or a local preset folder named after one.
+        classes: keep only detections of these class names (``None``: all).
+
+    Raises:
+        ValueError: an unknown zoo name or class name (the message lists the valid ones).
+        KdetError: the preset cannot be loaded (offline, no local copy).
+
+    Example:
+        >>> detector = ZooDetector("zoo:yolo_v8_m_pascalvoc", classes=["cat"])  # doctest: +SKIP
+        >>> detector(np.zeros((48, 64, 3), np.uint8))["class_names"]  # doctest: +SKIP
+        []
+    """
+
+    def __init__(self, name: str, classes: Sequence[str] | None = None):
+        from kdet import zoo
+        from kdet.export import DetectorServingModule
+
+        entry, _ = zoo.resolve(name)
+        self.keep = None if classes is None else zoo.class_ids(entry, list(classes))
+        model = zoo.load(name)
+        size = model.input_shape[1:3]
+        # NMS keeps any score: the call's ``score_threshold`` (--score-threshold) decides.
+        detect = zoo.family_module(entry.family).make_detect_fn(
+            model, entry.image_size if None in size else size, confidence_threshold=0.0
+        )
+        self.path = f"{zoo.PREFIX}{name.removeprefix(zoo.PREFIX)}"
+        self._module = DetectorServingModule(detect, entry.class_names, trackable=model)
+        self._start(self._module.serve_image.get_concrete_function())
+
+    def __call__(self, image: np.ndarray, score_threshold: float = 0.0) -> dict:
+        """Detections for one RGB ``uint8 (H, W, 3)`` image, of the kept classes."""
+        out = super().__call__(image, score_threshold)
+        if self.keep is None:
+            return out
+        kept = np.isin(out["classes"], self.keep)
+        names = [name for name, keep in zip(out["class_names"], kept, strict=True) if keep]
+        return {**{k: out[k][kept] for k in ("boxes", "scores", "classes")}, "class_names": names}
 
 
 class ArtifactDetector:
@@ -209,7 +258,7 @@ def predict(
         model: a :class:`Detector` or :class:`ArtifactDetector`, or what
             :func:`load_detector` takes: a SavedModel folder, an ``.onnx`` or ``.tflite``
             file, an MLflow model URI (``runs:/…``, ``models:/name/version``,
-            ``models:/name@alias``) or a registered model name.
+            ``models:/name@alias``), a registered model name or ``zoo:NAME``.
         inputs: image files, video files and folders (walked recursively).
         out_dir: where annotated images/videos and the detections file are written.
         score_threshold: detections with a lower score are dropped.
@@ -417,15 +466,29 @@ def write_detections(entries: list[dict], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_detector(model: str | os.PathLike) -> Detector | ArtifactDetector:
-    """The detector of ``model``, picked by file type: an :class:`ArtifactDetector` for an
-    ``.onnx`` or ``.tflite`` file or a folder written by :func:`kdet.deploy.export`, a
-    :class:`Detector` for a serving SavedModel folder, an MLflow URI or a registered name.
+def load_detector(
+    model: str | os.PathLike, classes: Sequence[str] | None = None
+) -> Detector | ArtifactDetector:
+    """The detector of ``model``: a :class:`ZooDetector` for ``zoo:NAME``, else picked by
+    file type: an :class:`ArtifactDetector` for an ``.onnx`` or ``.tflite`` file or a
+    folder written by :func:`kdet.deploy.export`, a :class:`Detector` for a serving
+    SavedModel folder, an MLflow URI or a registered name.
+
+    Args:
+        model: as above.
+        classes: keep only these class names: zoo models only (their classes are known).
 
     Example:
         >>> load_detector("data/models/yolov8_raccoon/export/model.onnx")  # doctest: +SKIP
+        >>> load_detector("zoo:retinanet_resnet50_fpn_coco", ["apple", "banana"])  # doctest: +SKIP
     """
     from kdet.deploy.export import SAVED_MODEL_METADATA, SUFFIXES
+    from kdet.zoo import PREFIX
+
+    if str(model).startswith(PREFIX):
+        return ZooDetector(str(model), classes)
+    if classes is not None:
+        raise ValueError(f"{model}: keeping some classes works for {PREFIX}NAME models only")
 
     path = Path(model)
     if path.suffix in SUFFIXES.values() or (path / SAVED_MODEL_METADATA).is_file():

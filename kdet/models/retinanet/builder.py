@@ -10,7 +10,10 @@ Three sources of weights, as every kdet builder (``weights=``):
   backbone with a new head;
 * a preset name (``retinanet_resnet50_fpn_coco``...): the backbone downloads from Kaggle
   through KerasHub's cache; offline this raises :class:`kdet.errors.DownloadError` naming
-  the preset and the two other choices.
+  the preset and the two other choices;
+* ``"zoo:NAME"``, a RetinaNet of :mod:`kdet.zoo` (its local copy, else a download): its
+  backbone and box head, its class head too when the class count matches, and its image
+  scaling (``kdet train retinanet --init zoo:NAME``).
 
 Images go in as float32 ``0..255`` pixels; the model's preprocessor (KerasHub
 ``RetinaNetImageConverter``, scale ``1/255``) travels with it, in ``.keras`` files and
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import keras_hub
 
+from kdet import zoo
 from kdet.errors import DownloadError
 from kdet.models.registry import register_model
 
@@ -66,9 +70,9 @@ def build_image_encoder(backbone: str = "resnet_tiny", image_size=128):
     )
 
 
-def _preprocessor(bounding_box_format):
+def _preprocessor(bounding_box_format, scale=1.0 / 255.0, offset=None):
     converter = keras_hub.layers.RetinaNetImageConverter(
-        scale=1.0 / 255.0, bounding_box_format=bounding_box_format
+        scale=scale, offset=offset, bounding_box_format=bounding_box_format
     )
     return keras_hub.models.RetinaNetObjectDetectorPreprocessor(image_converter=converter)
 
@@ -97,6 +101,41 @@ def _preset_backbone(weights: str):
         ) from error
 
 
+def _from_zoo(name: str, *, num_classes: int, size, bounding_box_format: str, decoder):
+    """A detector for ``size`` images on a zoo RetinaNet's weights (see the module doc)."""
+    entry, _ = zoo.resolve(name)
+    if entry.family != "retinanet":
+        raise ValueError(f"weights={name!r} is a {entry.family} model, not a RetinaNet")
+    source = zoo.load(name)
+    config = source.backbone.get_config()
+    encoder = keras_hub.models.ResNetBackbone.from_config(
+        {**config["image_encoder"]["config"], "image_shape": (*size, 3)}
+    )
+    backbone = keras_hub.models.RetinaNetBackbone(
+        image_encoder=encoder,
+        min_level=config["min_level"],
+        max_level=config["max_level"],
+        use_p5=config["use_p5"],
+        use_fpn_batch_norm=config["use_fpn_batch_norm"],
+        image_shape=(*size, 3),
+    )
+    backbone.set_weights(source.backbone.get_weights())
+    converter = source.preprocessor.image_converter
+    model = keras_hub.models.RetinaNetObjectDetector(
+        backbone=backbone,
+        num_classes=num_classes,
+        bounding_box_format=bounding_box_format,
+        use_prediction_head_norm=source.use_prediction_head_norm,
+        pre_logits_num_conv_layers=source.pre_logits_num_conv_layers,
+        preprocessor=_preprocessor(bounding_box_format, converter.scale, converter.offset),
+        prediction_decoder=decoder,
+    )
+    model.box_head.set_weights(source.box_head.get_weights())
+    if num_classes == source.num_classes:
+        model.classification_head.set_weights(source.classification_head.get_weights())
+    return model
+
+
 @register_model("retinanet")
 def build_retinanet(
     *,
@@ -120,8 +159,9 @@ def build_retinanet(
     Args:
         num_classes: number of object classes (ids ``0..num_classes-1``).
         image_size: int or ``(height, width)``, multiples of 32.
-        weights: ``None`` (random), a local KerasHub preset folder, or a KerasHub preset
-            name (needs internet: :class:`kdet.errors.DownloadError` otherwise).
+        weights: ``None`` (random), a local KerasHub preset folder, a KerasHub preset
+            name (needs internet: :class:`kdet.errors.DownloadError` otherwise) or
+            ``"zoo:NAME"`` (:mod:`kdet.zoo`; ``head_conv_layers`` is the zoo model's).
         backbone: with ``weights=None``: one of :data:`BACKBONES`.
         bounding_box_format: format of the boxes the model trains on and predicts.
         min_level, max_level: feature pyramid levels (3-5 suits 64-256 px images).
@@ -138,6 +178,21 @@ def build_retinanet(
         DownloadError: a preset name that cannot be downloaded.
     """
     size = image_size_pair(image_size)
+    decoder = keras_hub.layers.NonMaxSuppression(
+        bounding_box_format=bounding_box_format,
+        from_logits=True,
+        confidence_threshold=confidence_threshold,
+        iou_threshold=iou_threshold,
+        max_detections=max_detections,
+    )
+    if isinstance(weights, str) and weights.startswith(zoo.PREFIX):
+        return _from_zoo(
+            weights,
+            num_classes=num_classes,
+            size=size,
+            bounding_box_format=bounding_box_format,
+            decoder=decoder,
+        )
     if weights is None:
         encoder = build_image_encoder(backbone, size)
         retina_backbone = keras_hub.models.RetinaNetBackbone(
@@ -156,17 +211,10 @@ def build_retinanet(
         retina_backbone = _preset_backbone(weights)
     else:
         raise ValueError(
-            "weights must be None, a local KerasHub preset folder or a KerasHub preset name "
-            f"(e.g. {sorted(keras_hub.models.RetinaNetBackbone.presets)}). "
+            "weights must be None, a local KerasHub preset folder, a KerasHub preset name "
+            f"(e.g. {sorted(keras_hub.models.RetinaNetBackbone.presets)}) or zoo:NAME. "
             f"Received: weights={weights!r}"
         )
-    decoder = keras_hub.layers.NonMaxSuppression(
-        bounding_box_format=bounding_box_format,
-        from_logits=True,
-        confidence_threshold=confidence_threshold,
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-    )
     return keras_hub.models.RetinaNetObjectDetector(
         backbone=retina_backbone,
         num_classes=num_classes,

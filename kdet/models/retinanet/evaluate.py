@@ -101,6 +101,35 @@ def evaluate_retinanet(model, record_set: RecordSet, *, batch_size: int = 8, **d
     return evaluate_detections(truth, predictions, record_set.class_names), predictions
 
 
+def make_detect_fn(model, image_size=None, **decoder_options):
+    """``uint8 (H, W, 3) -> {"boxes" xyxy pixels, "scores", "classes"}`` in TF ops: the
+    image fitted to ``image_size`` (default: the model's input size; aspect ratio kept),
+    decoded and NMS-filtered, boxes mapped back to its pixels."""
+    options = {"confidence_threshold": 0.25, "iou_threshold": 0.5, "max_detections": 100}
+    decoder = make_decoder(model, **{**options, **decoder_options})
+    size = tuple(image_size or model.input_shape[1:3])
+
+    def detect(image):
+        images = fit_to_model(image, size)[tf.newaxis]
+        decoded = detect_batch(model, images, decoder)
+        count = decoded["num_detections"][0]
+        boxes = keras.utils.bounding_boxes.convert_format(
+            decoded["boxes"][0, :count],
+            source=model.bounding_box_format,
+            target="xyxy",
+            height=size[0],
+            width=size[1],
+        )
+        shape = tf.shape(image)
+        return {
+            "boxes": boxes_to_original(boxes, shape[0], shape[1], size),
+            "scores": decoded["confidence"][0, :count],
+            "classes": tf.cast(decoded["labels"][0, :count], tf.int32),
+        }
+
+    return detect
+
+
 def export_retinanet(
     model, path: str | os.PathLike, class_names: Sequence[str], **decoder_options
 ) -> str:
@@ -112,19 +141,5 @@ def export_retinanet(
             f"class_names has {len(class_names)} names for a model with "
             f"{model.num_classes} classes. Received: {class_names=}"
         )
-    options = {"confidence_threshold": 0.25, "iou_threshold": 0.5, "max_detections": 100}
-    decoder = make_decoder(model, **{**options, **decoder_options})
-    size = tuple(model.input_shape[1:3])
-
-    def detect(image):
-        images = fit_to_model(image, size)[tf.newaxis]
-        decoded = detect_batch(model, images, decoder)
-        count = decoded["num_detections"][0]
-        shape = tf.shape(image)
-        return {
-            "boxes": boxes_to_original(decoded["boxes"][0, :count], shape[0], shape[1], size),
-            "scores": decoded["confidence"][0, :count],
-            "classes": tf.cast(decoded["labels"][0, :count], tf.int32),
-        }
-
+    detect = make_detect_fn(model, **decoder_options)
     return export_detector(path, detect, class_names, trackable=model)

@@ -6,7 +6,8 @@ with kdet's COCO-style evaluator and PR curves, exporting the serving SavedModel
 decoding + NMS). It joins kdet by its package and one line of
 ``kdet.families.FAMILY_MODULES``; it needs the ``hub`` extra (``pip install kdet[hub]``).
 An experiment that starts from another (``init_from``) loads that model's weights when the
-classes match (a KerasHub preset folder also works, through ``weights``).
+classes match (a KerasHub preset folder also works, through ``weights``, and so does a
+pretrained :mod:`kdet.zoo` RetinaNet: ``weights: zoo:NAME``, or ``--init zoo:NAME``).
 
 Example:
     >>> from kdet.families import get_family

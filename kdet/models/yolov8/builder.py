@@ -23,6 +23,7 @@ import keras
 import keras_cv
 import numpy as np
 
+from kdet import zoo
 from kdet.errors import DownloadError, KdetError
 from kdet.models.registry import register_model
 from kdet.models.yolov8.decode import make_decoder
@@ -100,10 +101,12 @@ def build_yolov8(
         num_classes: number of object classes (ids ``0..num_classes-1``, no background).
         image_size: an int or ``(height, width)``, multiples of 32.
         backbone_size: ``"xs"``, ``"s"``, ``"m"``, ``"l"`` or ``"xl"`` (ignored when
-            ``weights`` is a KerasCV preset, which fixes the backbone).
+            ``weights`` is a KerasCV preset or a zoo model, which fix the backbone).
         weights: ``None`` (random), a path to a ``.weights.h5`` file saved from a detector
-            with the same arguments, or a KerasCV backbone preset name such as
-            ``"yolo_v8_s_backbone_coco"`` (needs internet: Kaggle).
+            with the same arguments, a KerasCV backbone preset name such as
+            ``"yolo_v8_s_backbone_coco"`` (needs internet: Kaggle), or ``"zoo:NAME"``, a
+            YOLOv8 of :mod:`kdet.zoo` (its local copy, else a download) whose backbone and
+            neck start the model, its head too when the class count matches.
         bounding_box_format: the KerasCV box format of training labels and predictions.
         fpn_depth: depth of the CSP blocks in the path-aggregation FPN.
         max_anchor_matches, label_encoder_alpha, label_encoder_beta: the task-aligned
@@ -120,7 +123,10 @@ def build_yolov8(
         raise ValueError(f"num_classes must be at least 1. Received: {num_classes=}")
     size = image_size_pair(image_size)
     preset = isinstance(weights, str) and weights in keras_cv.models.YOLOV8Backbone.presets
-    local_file = weights is not None and not preset
+    source = _zoo_model(weights) if str(weights).startswith(zoo.PREFIX) else None
+    if source is not None:
+        backbone_size = _backbone_size(source)
+    local_file = weights is not None and not preset and source is None
     if local_file and not os.path.isfile(weights):
         raise ValueError(
             "weights must be None, a KerasCV YOLOv8 backbone preset "
@@ -153,7 +159,26 @@ def build_yolov8(
         model.load_weights(weights)
     elif objects_per_image_prior is not None:
         initialise_head_biases(model, size, objects_per_image_prior)
+    if source is not None:
+        initialise_from(model, source, include_head=source.num_classes == num_classes)
     return model
+
+
+def _zoo_model(name: str) -> keras_cv.models.YOLOV8Detector:
+    entry, _ = zoo.resolve(name)
+    if entry.family != "yolov8":
+        raise ValueError(f"weights={name!r} is a {entry.family} model, not a YOLOv8")
+    return zoo.load(name)
+
+
+def _backbone_size(model) -> str:
+    """The :data:`BACKBONE_SIZES` name of a ``YOLOV8Detector``'s backbone."""
+    config = model.backbone.get_config()
+    shape = (list(config["stackwise_channels"]), list(config["stackwise_depth"]))
+    for name, (channels, depth) in BACKBONE_SIZES.items():
+        if (channels, depth) == shape:
+            return name
+    raise KdetError(model.name, f"a YOLOv8 backbone of no known size ({shape})")
 
 
 def initialise_head_biases(model, image_size, objects_per_image_prior: float = 5.0) -> None:
@@ -185,18 +210,22 @@ def _backbone_from_preset(preset: str, size: tuple[int, int]) -> keras.Model:
         ) from error
 
 
-def initialise_from(model, source: str | os.PathLike, *, include_neck: bool = True) -> list[str]:
+def initialise_from(
+    model, source, *, include_neck: bool = True, include_head: bool = False
+) -> list[str]:
     """Copy a trained YOLOv8's backbone (and neck) weights into ``model``; the head stays new.
 
     For fine-tuning on another dataset: the head's last class convolution depends on the
     number of classes, so the whole head keeps its fresh initialisation (with the object
-    prior); the backbone must be the same size, the neck is copied layer by layer where
-    names and shapes match (same backbone size and ``fpn_depth``).
+    prior) unless ``include_head``; the backbone must be the same size, the neck and head
+    are copied layer by layer where names and shapes match (same backbone size and
+    ``fpn_depth``).
 
     Args:
         model: the new ``YOLOV8Detector`` (any number of classes and input size).
-        source: a ``.keras`` file saved from a trained ``YOLOV8Detector``.
+        source: a ``.keras`` file saved from a trained ``YOLOV8Detector``, or one loaded.
         include_neck: also copy the path-aggregation FPN (``pa_fpn_*`` layers).
+        include_head: also copy the head (``yolo_v8_head_*`` layers): same classes.
 
     Returns:
         The names of the layers whose weights were copied.
@@ -208,9 +237,12 @@ def initialise_from(model, source: str | os.PathLike, *, include_neck: bool = Tr
         >>> raccoon = "data/models/yolov8_raccoon/model.keras"
         >>> copied = initialise_from(model, raccoon)  # doctest: +SKIP
     """
-    if not os.path.isfile(source):
+    if isinstance(source, keras_cv.models.YOLOV8Detector):
+        loaded, source = source, source.name
+    elif not os.path.isfile(source):
         raise KdetError(source, "no such file: init_from must be a trained YOLOv8 .keras file")
-    loaded = keras.saving.load_model(source, compile=False)
+    else:
+        loaded = keras.saving.load_model(source, compile=False)
     if not isinstance(loaded, keras_cv.models.YOLOV8Detector):
         raise KdetError(source, f"is a {type(loaded).__name__}, not a YOLOV8Detector")
     mismatched = _weight_shapes(loaded.backbone) != _weight_shapes(model.backbone)
@@ -222,17 +254,17 @@ def initialise_from(model, source: str | os.PathLike, *, include_neck: bool = Tr
         )
     model.backbone.set_weights(loaded.backbone.get_weights())
     copied = [layer.name for layer in model.backbone.layers if layer.weights]
-    if include_neck:
-        for layer in model.layers:
-            if not layer.name.startswith("pa_fpn") or not layer.weights:
-                continue
-            try:
-                old = loaded.get_layer(layer.name)
-            except ValueError:
-                continue
-            if _weight_shapes(old) == _weight_shapes(layer):
-                layer.set_weights(old.get_weights())
-                copied.append(layer.name)
+    prefixes = ("pa_fpn",) * include_neck + ("yolo_v8_head",) * include_head
+    for layer in model.layers:
+        if not layer.name.startswith(prefixes) or not layer.weights:
+            continue
+        try:
+            old = loaded.get_layer(layer.name)
+        except ValueError:
+            continue
+        if _weight_shapes(old) == _weight_shapes(layer):
+            layer.set_weights(old.get_weights())
+            copied.append(layer.name)
     return copied
 
 

@@ -24,10 +24,18 @@ from kdet.models.yolov8.decode import decode_predictions, make_decoder
 from kdet.models.yolov8.inputs import boxes_to_original, fit_to_model
 
 
-def make_detect_fn(model, *, confidence_threshold=None, iou_threshold=None, max_detections=None):
+def make_detect_fn(
+    model,
+    image_size=None,
+    *,
+    confidence_threshold=None,
+    iou_threshold=None,
+    max_detections=None,
+):
     """``uint8 (H, W, 3) -> {"boxes" xyxy pixels, "scores", "classes"}`` in TF ops.
 
-    Thresholds default to those of the model's prediction decoder.
+    The image is fitted to ``image_size`` (default: the model's input size); thresholds
+    default to those of the model's prediction decoder.
     """
     own = model.prediction_decoder
     decoder = make_decoder(
@@ -38,7 +46,7 @@ def make_detect_fn(model, *, confidence_threshold=None, iou_threshold=None, max_
         iou_threshold=own.iou_threshold if iou_threshold is None else iou_threshold,
         max_detections=own.max_detections if max_detections is None else max_detections,
     )
-    image_size = tuple(model.input_shape[1:3])
+    image_size = tuple(image_size or model.input_shape[1:3])
 
     def detect(image):
         images = fit_to_model(image, image_size)[tf.newaxis]

@@ -4,7 +4,9 @@ Trains KerasCV's ``YOLOV8Detector`` with :func:`~kdet.models.yolov8.train.train_
 saves ``model.keras``, and evaluates with kdet's COCO-style evaluator, PR curves, per-class
 precision/recall and a confusion matrix at the serving threshold, a prediction grid and the
 serving SavedModel (in-graph decoding + NMS). An experiment that
-starts from another (``init_from``) copies that model's backbone and neck.
+starts from another (``init_from``) copies that model's backbone and neck; ``weights:
+zoo:NAME`` (``kdet train yolov8 --init zoo:NAME``) starts from a pretrained :mod:`kdet.zoo`
+model the same way, its head too when the class count matches.
 
 Example:
     >>> from kdet.families import get_family
@@ -57,6 +59,7 @@ class YOLOv8Family(Family):
         "train": {
             "recipe": "kdet",
             "backbone_size": "xs",
+            "weights": None,
             "image_size": 256,
             "batch_size": 8,
             "epochs": 60,
