@@ -79,6 +79,7 @@ class Family:
         one_box_per_image: the family predicts exactly one box per image.
         history_columns: the loss columns of its ``history.csv`` (DVC plots).
         deploy_refusal: why its model has no ONNX / LiteRT export, or ``None``.
+        presets_module: where its pretrained presets load (:mod:`kdet.zoo`), or ``None``.
     """
 
     name: str = ""
@@ -91,6 +92,9 @@ class Family:
     #: converts). ``kdet export`` fails with it; the ``export@NAME`` stage records it in
     #: ``export/export.json`` instead of failing (:mod:`kdet.deploy.artifacts`).
     deploy_refusal: str | None = None
+    #: the module that loads, saves and runs this family's pretrained presets
+    #: (``load_preset``, ``save_preset``, ``make_detect_fn``; :mod:`kdet.zoo`), or ``None``.
+    presets_module: str | None = None
 
     #: option name -> allowed values, checked wherever the name appears in the options.
     choices: Mapping[str, tuple] = {

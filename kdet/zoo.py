@@ -53,13 +53,6 @@ VOC_CLASSES = (
     "train", "tvmonitor",
 )  # fmt: skip
 
-# family -> module with load_preset(preset), save_preset(model, folder) and
-# make_detect_fn(model, image_size) (imported when used: keras-cv stays in yolov8's).
-PRESET_MODULES = {
-    "retinanet": "kdet.models.retinanet.presets",
-    "yolov8": "kdet.models.yolov8.presets",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class ZooEntry:
@@ -161,8 +154,12 @@ def resolve(name: str) -> tuple[ZooEntry, Path | None]:
 
 
 def family_module(family: str):
-    """The module that loads, saves and runs ``family``'s presets."""
-    return importlib.import_module(PRESET_MODULES[family])
+    """The module that loads, saves and runs ``family``'s presets
+    (:attr:`kdet.families.Family.presets_module`; imported when used, so keras-cv stays
+    in the YOLOv8 family's)."""
+    from kdet.families import get_family
+
+    return importlib.import_module(get_family(family).presets_module)
 
 
 def load(name: str):

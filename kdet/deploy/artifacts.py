@@ -319,9 +319,10 @@ def score_artifacts(
     # in the model packages, which `kdet export MODEL` does not need).
     from kdet.models.rcnn.evaluation import evaluate_detector
 
-    rows = benchmark(artifacts, images, warmup=warmup, repeats=repeats, num_threads=num_threads)
-    for row in rows:
-        report = evaluate_detector(Runtime(row["path"], num_threads=num_threads), record_set)
+    runtimes = {label: Runtime(path, num_threads=num_threads) for label, path in artifacts.items()}
+    rows = benchmark(runtimes, images, warmup=warmup, repeats=repeats)
+    for row in rows:  # each artifact loaded once: timed above, scored here
+        report = evaluate_detector(runtimes[row["label"]], record_set)
         row.update(
             mAP50=float(report.result.mAP50),
             mAP=float(report.result.mAP),

@@ -41,7 +41,7 @@ def _tf_threads() -> str:
 
 
 def benchmark(
-    artifacts: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
+    artifacts: Mapping[str, str | os.PathLike | Runtime] | Sequence[str | os.PathLike],
     images: Sequence[np.ndarray],
     *,
     warmup: int = 5,
@@ -51,7 +51,8 @@ def benchmark(
     """Median / p90 milliseconds per image and file size of each artifact.
 
     Args:
-        artifacts: ``{label: path}`` or paths (labelled by file name).
+        artifacts: ``{label: path or loaded Runtime}`` or paths (labelled by file name);
+            a loaded :class:`~kdet.deploy.Runtime` is timed with its own threads.
         images: ``uint8 (H, W, 3)`` images; call ``i`` sends image ``i % len(images)``.
         warmup: untimed calls first.
         repeats: timed calls.
@@ -70,8 +71,12 @@ def benchmark(
         )
     threads = num_threads or os.cpu_count()
     rows = []
-    for label, path in artifacts.items():
-        runtime = Runtime(path, num_threads=threads)
+    for label, artifact in artifacts.items():
+        if isinstance(artifact, Runtime):
+            runtime = artifact
+        else:
+            runtime = Runtime(artifact, num_threads=threads)
+        path = runtime.path
         for i in range(warmup):
             runtime(images[i % len(images)])
         times = []
@@ -88,7 +93,9 @@ def benchmark(
                 "size_bytes": artifact_size(path),
                 "latency_ms": statistics.median(times),
                 "latency_p90_ms": times[int(0.9 * (len(times) - 1))],
-                "threads": _tf_threads() if runtime.format == "saved_model" else f"intra={threads}",
+                "threads": _tf_threads()
+                if runtime.format == "saved_model"
+                else f"intra={runtime.num_threads or threads}",
             }
         )
     return rows

@@ -36,6 +36,7 @@ class RetinaNetFamily(Family):
     """KerasHub RetinaNet (small ResNet + FPN from scratch, or a KerasHub preset)."""
 
     name = "retinanet"
+    presets_module = "kdet.models.retinanet.presets"
     summary = "KerasHub RetinaNet (small ResNet-FPN from scratch, or a KerasHub preset)"
     choices = {**Family.choices, "backbone": tuple(BACKBONES)}
     history_columns = ("loss", "bbox_regression_loss", "cls_logits_loss")

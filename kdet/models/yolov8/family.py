@@ -37,6 +37,7 @@ class YOLOv8Family(Family):
     """KerasCV YOLOv8 on any multi-class detection dataset."""
 
     name = "yolov8"
+    presets_module = "kdet.models.yolov8.presets"
     summary = "KerasCV YOLOv8 (GPU when present)"
     history_columns = ("loss", "box_loss", "class_loss")
     choices = {
