@@ -152,13 +152,23 @@ def export_proposal_detector(
 def _save(module: DetectorServingModule, path: str | os.PathLike) -> str:
     """Write ``module`` to a hidden ``.NAME.*.partial`` folder beside ``path`` and rename it
     into place when complete (replacing an older export), so an interrupted export never
-    leaves a half-written SavedModel under ``path``."""
+    leaves a half-written SavedModel under ``path``.
+
+    Gradient functions are not traced (``experimental_custom_gradients=False``): a serving
+    model is never trained through, and skipping them halves the export time of a trained
+    YOLOv8 (61 s -> 33 s here). Loading then logs TensorFlow's harmless "unsaved custom
+    gradients" warning."""
     signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        tf.saved_model.save(module, staging, signatures=signatures)
+        tf.saved_model.save(
+            module,
+            staging,
+            signatures=signatures,
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+        )
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)

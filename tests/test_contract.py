@@ -26,7 +26,7 @@ class ContractCase:
 
     name: str
     export: str
-    min_detections: int = 0
+    min_detections: int
     takes_proposals: bool = False
 
 
@@ -38,10 +38,11 @@ CASES = [
         min_detections=1,
         takes_proposals=True,
     ),
-    ContractCase("rcnn", "tests.contract_exporters:export_rcnn", takes_proposals=True),
-    ContractCase("fast_rcnn", "tests.contract_exporters:export_fast_rcnn", takes_proposals=True),
-    ContractCase("sliding_window", "tests.contract_exporters:export_sliding_window"),
-    ContractCase("yolov8", "tests.contract_exporters:export_yolov8"),
+    # score threshold 0: every proposal / window / anchor's best object class is kept
+    ContractCase("rcnn", "tests.contract_exporters:export_rcnn", 1, takes_proposals=True),
+    ContractCase("fast_rcnn", "tests.contract_exporters:export_fast_rcnn", 1, takes_proposals=True),
+    ContractCase("sliding_window", "tests.contract_exporters:export_sliding_window", 1),
+    ContractCase("yolov8", "tests.contract_exporters:export_yolov8", 1),
     ContractCase(
         "bbox_regressor",
         "tests.contract_exporters:export_bbox_regressor",
