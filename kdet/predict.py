@@ -305,10 +305,13 @@ def predict(
                 entries.append(_entry(str(path), None, image.shape, detections))
             else:
                 video_out = names(path.stem, ".mp4") if save_annotated else None
-                frames, elapsed = _predict_video(
+                frames, elapsed, problem = _predict_video(
                     detector, cv2.VideoCapture(str(path)), str(path), video_out,
                     score_threshold, entries, progress,
                 )  # fmt: skip
+                if problem:
+                    failed.append(problem)
+                    tqdm.write(f"kdet predict: {problem}")
                 counts["videos"] += 1
                 counts["frames"] += frames
                 seconds["frames"] += elapsed
@@ -362,8 +365,12 @@ def _predict_video(
     entries: list[dict],
     progress: bool,
     max_frames: int | None = None,
-) -> tuple[int, float]:
-    """Annotate every frame of ``capture``; returns (frames, seconds spent on them)."""
+) -> tuple[int, float, str | None]:
+    """Annotate every frame of ``capture``; returns (frames, seconds spent on them, problem).
+
+    ``problem`` says where a video stopped before the frame count its header gives
+    (truncated or corrupt from there); the frames before it are kept and annotated.
+    """
     if not capture.isOpened():
         raise KdetError(source, "cannot open the video (unreadable file or unknown codec)")
     fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -399,7 +406,13 @@ def _predict_video(
             writer.release()
     if frames == 0:
         raise KdetError(source, "the video has no readable frames")
-    return frames, elapsed
+    problem = None
+    if total and frames < total and (max_frames is None or frames < max_frames):
+        problem = (
+            f"{source}: the video stopped at frame {frames} of the {total} its header gives "
+            f"(truncated or corrupt from there); the {frames} frames before it were kept"
+        )
+    return frames, elapsed, problem
 
 
 def predict_webcam(
@@ -429,7 +442,7 @@ def predict_webcam(
     if not capture.isOpened():
         raise KdetError(source, f"cannot open camera {camera} (no such device or it is busy)")
     try:
-        frames, elapsed = _predict_video(
+        frames, elapsed, _ = _predict_video(  # a camera has no frame count to fall short of
             detector, capture, source, out / f"{source}.mp4", score_threshold, entries,
             progress, max_frames,
         )  # fmt: skip

@@ -79,8 +79,8 @@ def test_csv_rows_and_same_stem_names(detector, tmp_path):
     assert (tmp_path / "out" / "x.jpg").exists() and (tmp_path / "out" / "x_1.jpg").exists()
 
 
-def make_video(path, frames, size=(96, 64), fps=5.0):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+def make_video(path, frames, size=(96, 64), fps=5.0, fourcc="mp4v"):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
     for frame in frames:
         writer.write(cv2.resize(cv2.imread(str(frame)), size))
     writer.release()
@@ -99,6 +99,30 @@ def test_video_from_mirror_images_gives_an_annotated_video(detector, tmp_path):
     entries = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [e["frame"] for e in entries] == [0, 1, 2, 3, 4]
     assert all(e["detections"][0]["box"] == [0, 0, 96, 64] for e in entries)
+
+
+def test_video_that_fails_mid_stream_keeps_its_frames_and_is_reported(detector, tmp_path):
+    frames = raccoon_images(tmp_path / "frames", 8)
+    make_video(tmp_path / "whole.avi", frames, fourcc="MJPG")  # frames stored one by one
+    data = (tmp_path / "whole.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])  # an interrupted copy
+    summary = predict(
+        detector,
+        [tmp_path / "cut.avi", tmp_path / "whole.avi"],
+        out_dir=tmp_path / "out",
+        progress=False,
+    )
+    assert summary["videos"] == 2
+    kept = summary["frames"] - 8
+    assert 0 < kept < 8
+    assert summary["failed"] == [
+        f"{tmp_path / 'cut.avi'}: the video stopped at frame {kept} of the 8 its header gives "
+        f"(truncated or corrupt from there); the {kept} frames before it were kept"
+    ]
+    entries = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [e["frame"] for e in entries if e["source"].endswith("cut.avi")] == list(range(kept))
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "cut.mp4"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == kept
 
 
 def test_unreadable_video_is_reported(detector, tmp_path):
