@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-import dvc.api
 import mlflow
+import yaml
 
 from kdet import tracking
 from kdet.datasets.records import RecordSet
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("name")
     args = parser.parse_args()
     stage = f"compare_yolov8_recipes_{args.name}"
-    params = dvc.api.params_show(stages=stage)["compare_yolov8"][args.name]
+    params = yaml.safe_load(Path("params.yaml").read_text())["compare_yolov8"][args.name]
     records = RecordSet.load(f"data/raw/{args.name}")
     settings = {key: value for key, value in params.items() if key != "epochs"}
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import yaml
+from stage_timing import record
 
 from kdet import experiment
 from kdet.experiment import Experiment, flat_metrics
@@ -44,6 +45,7 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, default=str))
+    record(args.step, args.name)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import yaml
+from stage_timing import record
 
 from kdet.datasets import fetch
 
@@ -27,6 +28,7 @@ def main() -> None:
         raise SystemExit(f"params.yaml datasets.{args.name}.source: missing")
     records = fetch(source, f"data/raw/{args.name}", **options)
     print(json.dumps(records.summary()))
+    record("fetch", args.name)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ first test images. Parameters: ``params.yaml: rcnn.proposals``.
 import json
 from pathlib import Path
 
-import dvc.api
+import yaml
 
 from kdet.datasets.records import RecordSet
 from kdet.models.rcnn.proposals import proposal_recall, propose_records, save_proposals
@@ -17,7 +17,7 @@ OUT = Path("data/features/raccoon_proposals")
 
 
 def main() -> None:
-    params = dvc.api.params_show(stages="proposals_raccoon")["rcnn"]["proposals"]
+    params = yaml.safe_load(Path("params.yaml").read_text())["rcnn"]["proposals"]
     records = RecordSet.load("data/raw/raccoon")
     setting = {k: params[k] for k in ("mode", "max_side", "seed")}
     proposals, timing = propose_records(records, processes=params["processes"], **setting)

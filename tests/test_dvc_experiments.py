@@ -57,7 +57,7 @@ def write_project(root: Path, params: dict, stages=STAGES, copy_kdet: bool = Tru
             REPO_ROOT / "kdet", root / "kdet", ignore=shutil.ignore_patterns("__pycache__")
         )
     (root / "pipelines").mkdir()
-    for script in ("experiment.py", "fetch.py"):
+    for script in ("experiment.py", "fetch.py", "stage_timing.py"):
         shutil.copy(REPO_ROOT / "pipelines" / script, root / "pipelines" / script)
     dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     stages = {name: copy.deepcopy(dvc_yaml["stages"][name]) for name in stages}

@@ -121,9 +121,14 @@ def test_generated_stages_write_the_layout_paths(table, train, evaluate, export,
             assert rel(path) in export_deps
         assert rel(layout.saved_model(name)) in export_deps
         assert [rel(layout.export_dir(name))] == [fill(o, name, row) for o in export_stage["outs"]]
-        assert [rel(layout.export_metrics(name))] == [
+        assert [rel(layout.export_metrics(name)), f"data/metrics/timing/export_{name}.json"] == [
             fill(o, name, row) for o in names(export_stage["metrics"])
         ]
+        for stage, step in zip(
+            (train, evaluate, export, publish), ("train", "evaluate", "export", "publish")
+        ):  # pipelines/stage_timing.py: each stage records its wall time under its step's name
+            metrics = [fill(o, name, row) for o in names(STAGES[stage]["do"]["metrics"])]
+            assert f"data/metrics/timing/{step}_{name}.json" in metrics, stage
         assert [rel(layout.plots(name) / "export.csv")] == [
             fill(o, name, row) for o in names(export_stage["plots"])
         ]

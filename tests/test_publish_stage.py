@@ -27,6 +27,7 @@ def test_publish_stage_registers_the_experiment_model(tmp_path, monkeypatch, cap
     (tmp_path / "params.yaml").write_text(json.dumps(params))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["experiment.py", "publish", "toy_shapes"])
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as `python pipelines/...` has it
     spec = importlib.util.spec_from_file_location("experiment_stage", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

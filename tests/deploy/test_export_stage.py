@@ -150,6 +150,7 @@ def test_the_stage_script_passes_the_export_table(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(artifacts, "export_step", export_step)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["experiment.py", "export", "y"])
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as `python pipelines/...` has it
     spec = importlib.util.spec_from_file_location("experiment_stage", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -57,7 +57,8 @@ def make_project(root: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(REPO_ROOT / "kdet", root / "kdet", ignore=ignore)
     (root / "pipelines").mkdir()
-    shutil.copy(REPO_ROOT / "pipelines" / "fetch.py", root / "pipelines" / "fetch.py")
+    for script in ("fetch.py", "stage_timing.py"):
+        shutil.copy(REPO_ROOT / "pipelines" / script, root / "pipelines" / script)
     shutil.copy(Path(__file__).with_name("dvc_train_stage.py"), root / "pipelines/train_small.py")
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     dvc_yaml = {"stages": {"fetch": stages["fetch"], "train_small": TRAIN_STAGE}}
