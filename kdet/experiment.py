@@ -46,7 +46,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from kdet import distribute, tracking
+from kdet import atomic, distribute, tracking
 from kdet.datasets.records import RecordSet
 from kdet.errors import KdetError
 from kdet.families import get_family, merge_options
@@ -431,22 +431,12 @@ def _checkpoint_key(experiment: Experiment, records: RecordSet, init_dir: Path |
 
 
 def _write_json(path: Path, payload: Mapping) -> None:
-    """Write JSON atomically (a temporary file beside ``path``, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the file from other users
-    os.replace(tmp, path)
+    """Write ``payload`` as JSON atomically (see :mod:`kdet.atomic`)."""
+    atomic.write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def _copy_atomically(source: Path, path: Path) -> None:
-    """Copy ``source`` to ``path`` through a temporary file beside it, then a rename."""
+    """Copy the history ``source`` of the training this one starts from to ``path``."""
     if not source.exists():
         raise KdetError(source, "missing: the training this one starts from left no history")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    shutil.copyfile(source, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic.copy_file(source, path)

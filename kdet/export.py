@@ -20,13 +20,11 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import tensorflow as tf
 
+from kdet import atomic
 from kdet.data.decode import decode_image
 
 OUTPUT_KEYS = ("boxes", "scores", "classes", "class_names", "num_detections")
@@ -159,19 +157,8 @@ def _save(module: DetectorServingModule, path: str | os.PathLike) -> str:
     YOLOv8 (61 s -> 33 s here). Loading then logs TensorFlow's harmless "unsaved custom
     gradients" warning."""
     signatures = {"serving_default": module.serve_bytes, "detect_image": module.serve_image}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        tf.saved_model.save(
-            module,
-            staging,
-            signatures=signatures,
-            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
-        )
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    atomic.replace_folder(
+        path, lambda staging: tf.saved_model.save(module, staging, signatures, options)
+    )
     return str(path)

@@ -125,7 +125,9 @@ def test_generated_stages_write_the_layout_paths(table, train, evaluate, export,
             fill(o, name, row) for o in names(export_stage["metrics"])
         ]
         for stage, step in zip(
-            (train, evaluate, export, publish), ("train", "evaluate", "export", "publish")
+            (train, evaluate, export, publish),
+            ("train", "evaluate", "export", "publish"),
+            strict=True,
         ):  # pipelines/stage_timing.py: each stage records its wall time under its step's name
             metrics = [fill(o, name, row) for o in names(STAGES[stage]["do"]["metrics"])]
             assert f"data/metrics/timing/{step}_{name}.json" in metrics, stage

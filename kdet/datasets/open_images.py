@@ -27,6 +27,7 @@ import collections
 import concurrent.futures
 import csv
 import difflib
+import io
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from kdet import atomic
 from kdet.datasets import download as dl
 from kdet.datasets.checks import check_boxes, check_on_invalid, image_size, log_skipped
 from kdet.datasets.records import Record, RecordSet, assign_splits
@@ -119,16 +121,6 @@ def filter_rows(
     return header, rows
 
 
-def _write_csv_atomically(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    with open(part, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(part, path)
-
-
 def filtered_annotations(
     split: str, labels: Sequence[str], names: Sequence[str], downloads: Path, **download_options
 ) -> Path:
@@ -138,7 +130,9 @@ def filtered_annotations(
     if not path.is_file():
         url = ANNOTATION_URLS[split]
         header, rows = filter_rows(dl.iter_lines(url, **download_options), labels, url)
-        _write_csv_atomically(path, header, rows)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows([header, *rows])
+        atomic.write_text(path, text.getvalue())
     return path
 
 

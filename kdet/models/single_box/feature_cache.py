@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kdet import atomic
 from kdet.datasets.records import RecordSet
 
 
@@ -116,22 +116,11 @@ class FeatureCache:
         features = extractor.predict(batches, verbose=verbose)
         features = np.asarray(features, dtype=np.float32)
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda f: np.save(f, features))
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(key, indent=1).encode()))
+        atomic.write_file(path, lambda f: np.save(f, features))
+        atomic.write_text(meta_path, json.dumps(key, indent=1))
         return features, False
 
 
 def _backbone_name(extractor: keras.Model) -> str:
     nested = [layer for layer in extractor.layers if isinstance(layer, keras.Model)]
     return nested[-1].name if nested else extractor.name
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
