@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,7 +21,7 @@ import pytest
 
 from kdet import tracking
 from tests.runner_helpers import make_shapes
-from tests.scale.processes import VENV_BIN, child_env, kill
+from tests.scale.processes import REPO_ROOT, VENV_BIN, child_env, kill, project_env
 
 DEADLINE_S = 1200  # a bound on the slow test's wait: a busy machine is slow, never wrong
 STEPS = 5
@@ -181,3 +182,87 @@ def test_two_kdet_command_lines_at_once_deliver_every_run_metric_and_artifact(tm
         f"concurrent: {len(all_runs)} runs, (metrics, artifact folders) per training run "
         f"{counts}, versions {scores}, champion {champion.version}"
     )
+
+
+QUEUED = {"lr-01": 0.01, "lr-003": 0.003, "lr-001": 0.001}  # experiment -> learning rate
+ROW = "bbox_regressor_shapes"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # a hang bound, not a speed test: ~13 min on the busy 2 cores
+def test_queued_dvc_experiments_two_at_a_time_deliver_every_run_and_version(tmp_path):
+    """``dvc exp run --queue`` of three experiments of the real fetch, train, evaluate and
+    publish stages, then ``dvc queue start --jobs 2``: all of them log into the project's
+    ``mlflow.db`` (the queue runs them in copies under ``.dvc/tmp/exps``)."""
+    from tests.runner_helpers import tiny_row
+    from tests.test_dvc_experiments import DVC, init_git_dvc, run, write_project
+
+    project = tmp_path / "project"
+    project.mkdir()
+    row = tiny_row("bbox_regressor", "shapes", project)
+    row["train"]["feature_cache_dir"] = "data/features"  # relative: each copy has its own
+    shapes = {"source": "shapes", "num_images": 24, "image_size": 64, "max_objects": 1}
+    params = {
+        "datasets": {"shapes": {**shapes, "fractions": {"train": 0.75, "test": 0.25}, "seed": 0}},
+        "experiments": {ROW: row},
+        "publish": {"alias": "champion", "proposals": {"mode": "fast", "max_side": 300}},
+    }
+    write_project(project, params, ("fetch", "train", "evaluate", "publish"), copy_kdet=False)
+    env = project_env(project, tmp_path)
+    env["PYTHONPATH"] = str(REPO_ROOT)  # this checkout's kdet
+    init_git_dvc(project, env)
+    for name, rate in QUEUED.items():
+        setting = f"++experiments.{ROW}.train.model.learning_rate={rate}"
+        run([DVC, "exp", "run", "--queue", "-n", name, "-S", setting], project, env)
+    # The workers leave as daemons holding the caller's stdout: not a pipe, or run() waits
+    # for them; `dvc queue stop --kill` below ends them whatever happens.
+    with open(tmp_path / "queue-start.log", "wb") as log:
+        started = subprocess.run(
+            [DVC, "queue", "start", "--jobs", "2"],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=log,
+            timeout=300,
+        )
+    try:
+        assert started.returncode == 0, (tmp_path / "queue-start.log").read_text()
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # a condition, bounded by a generous deadline
+            status = run([DVC, "queue", "status"], project, env)
+            if not any(word in status for word in ("Queued", "Running")):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(5)
+    finally:
+        run([DVC, "queue", "stop", "--kill"], project, env)
+    logs = {name: run([DVC, "queue", "logs", name], project, env) for name in QUEUED}
+    for name in QUEUED:
+        assert "database is locked" not in logs[name], logs[name][-3000:]
+    assert status.count("Success") == len(QUEUED), status
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("shapes")
+    runs = client.search_runs([experiment.experiment_id])
+    by_experiment = {}
+    for run_ in runs:
+        assert run_.info.status == "FINISHED", run_.info
+        by_experiment.setdefault(run_.data.tags.get("dvc_experiment"), []).append(run_)
+    assert sorted(by_experiment) == sorted(QUEUED), by_experiment.keys()
+    model = "shapes_bbox_regressor"
+    for name, rate in QUEUED.items():
+        named = sorted(r.info.run_name for r in by_experiment[name])
+        assert named == sorted([ROW, "publish_bbox_regressor"]), (name, named)
+        (trained,) = [r for r in by_experiment[name] if r.info.run_name == ROW]
+        assert trained.data.params["train.model.learning_rate"] == str(rate)
+        steps = [m.step for m in client.get_metric_history(trained.info.run_id, "loss")]
+        assert steps == [0], (name, steps)
+        assert {"mean_iou", "latency_ms"} <= set(trained.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(trained.info.run_id)}
+        assert {"saved_model", "evaluation"} <= artifacts, (name, artifacts)
+    versions = client.search_model_versions(f"name = '{model}'")
+    assert len(versions) == len(QUEUED)
+    scores = {v.version: float(v.tags["metric.mean_iou"]) for v in versions}
+    champion = client.get_model_version_by_alias(model, "champion")
+    assert scores[champion.version] == max(scores.values()), (scores, champion.version)
+    print(f"queued: {len(runs)} runs, versions {scores}, champion {champion.version}")
