@@ -11,6 +11,9 @@ Output: one row per detection: ``image_index`` (row of the input), ``x1, y1, x2,
 ``score_threshold`` (default 0.0) drops weaker detections. Models whose signature also takes
 ``proposals`` (R-CNN, Fast R-CNN) get OpenCV selective-search proposals computed here, with
 the model config's ``proposals`` settings (``mode``, ``max_side``; default fast, 300).
+An image that cannot be decoded (empty, truncated, not an image, too large) fails the
+request with MLflow's ``INVALID_PARAMETER_VALUE`` (HTTP 400 from the scoring server) naming
+the image's row and the reason, e.g. ``image 2: image_bytes: empty file``.
 
 Example:
     $ curl -s 127.0.0.1:5000/invocations -H 'Content-Type: application/json' -d '{
@@ -26,6 +29,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 OUTPUT_COLUMNS = ("image_index", "x1", "y1", "x2", "y2", "score", "class_id", "class_name")
 
@@ -68,12 +73,17 @@ class SavedModelDetector(mlflow.pyfunc.PythonModel):
         images = model_input["image"] if isinstance(model_input, pd.DataFrame) else model_input
         rows = []
         for index, data in enumerate(images):
-            if isinstance(data, str):  # base64 text from a caller that skipped the schema
-                data = base64.b64decode(data)
-            inputs = {"image_bytes": tf.constant(bytes(data))}
-            if self._takes_proposals:
-                inputs["proposals"] = self._proposals_for(bytes(data))
-            out = self._serve(**inputs)
+            try:
+                if isinstance(data, str):  # base64 text from a caller that skipped the schema
+                    data = base64.b64decode(data)
+                inputs = {"image_bytes": tf.constant(bytes(data))}
+                if self._takes_proposals:
+                    inputs["proposals"] = self._proposals_for(bytes(data))
+                out = self._serve(**inputs)
+            except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
+                raise MlflowException(
+                    f"image {index}: {_reason(err)}", error_code=INVALID_PARAMETER_VALUE
+                ) from err
             for box, score, class_id, name in zip(
                 out["boxes"].numpy().tolist(),
                 out["scores"].numpy().tolist(),
@@ -88,6 +98,20 @@ class SavedModelDetector(mlflow.pyfunc.PythonModel):
             {"image_index": "int64", "class_id": "int64", "class_name": "str"}
             | {column: "float64" for column in ("x1", "y1", "x2", "y2", "score")}
         )
+
+
+def _reason(error: Exception) -> str:
+    """What was wrong with an input, without TensorFlow's graph trace.
+
+    Example:
+        >>> _reason(ValueError("Graph execution error:\\nassertion failed: [image_bytes: empty]"))
+        'image_bytes: empty'
+    """
+    text = str(getattr(error, "message", error))
+    skipped = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ")
+    lines = [line for line in text.splitlines() if line and not line.startswith(skipped)]
+    reason = lines[-1] if lines else type(error).__name__
+    return reason.removeprefix("assertion failed: [").removesuffix("]")
 
 
 mlflow.models.set_model(SavedModelDetector())

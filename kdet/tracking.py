@@ -43,6 +43,11 @@ from mlflow.exceptions import MlflowException
 
 from kdet.errors import KdetError
 
+try:
+    import fcntl
+except ImportError:  # Windows: the first use of a new sqlite store is not serialized
+    fcntl = None
+
 logger = logging.getLogger(__name__)
 
 _EXPERIMENT_COPY_MARKER = os.path.join(".dvc", "tmp", "exps")
@@ -56,6 +61,8 @@ _UNAVAILABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMI
 _RUN_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 # Runs whose tracking failed mid-run: run id -> offline folder.
 _offline_runs: dict[str, Path] = {}
+# sqlite stores whose tables this process has seen created (see _initialize_sqlite_store).
+_ready_stores: set[str] = set()
 
 
 class TrackingUnavailableError(KdetError):
@@ -84,10 +91,35 @@ def default_tracking_uri() -> str:
 
 
 def configure(tracking_uri: str | None = None) -> str:
-    """Point MLflow at ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the default."""
+    """Point MLflow at ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the default.
+
+    A ``sqlite:`` store's tables are created (or upgraded) once, under a lock that other
+    kdet processes wait on (see :func:`_initialize_sqlite_store`), so any number of them
+    can start at once on a new ``mlflow.db``.
+    """
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    _initialize_sqlite_store(uri)
     return uri
+
+
+def _initialize_sqlite_store(uri: str) -> None:
+    """Let MLflow create a ``sqlite:///PATH`` store's tables while holding ``PATH.lock``.
+
+    MLflow creates the tables on a process's first use of the file; two processes doing so
+    at once on a new file fail (``duplicate column name``, ``table already exists``).
+
+    Example:
+        >>> _initialize_sqlite_store("sqlite:////tmp/kdet-doctest/mlflow.db")  # doctest: +SKIP
+    """
+    if not uri.startswith("sqlite:///") or uri in _ready_stores or fcntl is None:
+        return
+    database = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        mlflow.MlflowClient(uri)  # creates or upgrades the tables
+    _ready_stores.add(uri)
 
 
 def check_server(tracking_uri: str | None = None, timeout: float = 5.0) -> None:
@@ -130,7 +162,12 @@ def set_experiment(name: str) -> str:
         artifact_location = None
         if mlflow.get_tracking_uri().startswith("sqlite:"):
             artifact_location = (project_root() / "mlartifacts" / name).as_uri()
-        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
+        try:
+            experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as err:  # another process created it a moment ago
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment_id = mlflow.get_experiment_by_name(name).experiment_id
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -455,8 +492,28 @@ def promote_best(
     Returns:
         The promoted ``ModelVersion``, or ``None`` when no version has ``metric``.
         Ties go to the newest version.
+
+    Several processes may publish to ``name`` at once: each reads the versions again after
+    moving the alias and moves it again until what it read before still holds, so the last
+    one to move it has seen every version registered before that move.
+
+    Example:
+        >>> promote_best("raccoon", "mAP50").version  # doctest: +SKIP
+        '3'
     """
     client = mlflow.MlflowClient()
+    best = _best_version(client, name, metric, greater_is_better, where)
+    while best is not None:
+        client.set_registered_model_alias(name, alias, best.version)
+        again = _best_version(client, name, metric, greater_is_better, where)
+        if again.version == best.version:
+            return best
+        best = again
+    return None
+
+
+def _best_version(client, name: str, metric: str, greater_is_better: bool, where):
+    """The version of ``name`` matching ``where`` with the best ``metric`` tag, or ``None``."""
     candidates = []
     for version in client.search_model_versions(f"name = '{name}'"):
         if any(version.tags.get(k) != str(v) for k, v in (where or {}).items()):
@@ -465,8 +522,4 @@ def promote_best(
         if value is not None:
             score = float(value) if greater_is_better else -float(value)
             candidates.append((score, int(version.version), version))
-    if not candidates:
-        return None
-    best = max(candidates, key=lambda c: c[:2])[2]
-    client.set_registered_model_alias(name, alias, best.version)
-    return best
+    return max(candidates, key=lambda c: c[:2])[2] if candidates else None

@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -187,6 +188,7 @@ def plot_history(history: dict[str, list[float]], title: str = "training"):
 
 
 BACKUP_FOLDER = "backup"
+HISTORY_FOLDER = "history"  # copies of the CSVLogger files, beside the backup
 
 
 class TrainingInterrupted(KdetError):
@@ -289,7 +291,9 @@ def fit(
 
     Resuming restores the model and optimizer but not the data order or the state of
     other callbacks; ``CSVLogger`` callbacks are switched to append so the history file
-    keeps the earlier epochs.
+    keeps the earlier epochs. Their files are also copied into ``checkpoint_dir/history``
+    after every epoch and put back on resume if they were deleted or cut short meanwhile
+    (``dvc repro`` deletes a stage's outputs, the history among them, before running it).
 
     Args:
         model: a built and compiled Keras model.
@@ -322,15 +326,19 @@ def fit(
         backup_dir = Path(checkpoint_dir) / BACKUP_FOLDER
         if not resume and backup_dir.exists():
             shutil.rmtree(backup_dir)
-        if backup_dir.exists():
+        history_dir = Path(checkpoint_dir) / HISTORY_FOLDER
+        loggers = [c for c in callbacks if isinstance(c, keras.callbacks.CSVLogger)]
+        if not backup_dir.exists():
+            shutil.rmtree(history_dir, ignore_errors=True)
+        else:
             logger.warning("resuming training from the checkpoint in %s", backup_dir)
-            for callback in callbacks:
-                if isinstance(callback, keras.callbacks.CSVLogger):
-                    callback.append = True
+            for index, csv_logger in enumerate(loggers):
+                _restore_history(history_dir / f"{index}.csv", Path(csv_logger.filename))
+                csv_logger.append = True
         backup = keras.callbacks.BackupAndRestore(
             str(backup_dir), double_checkpoint=True, delete_checkpoint=False
         )
-        callbacks.insert(0, backup)
+        callbacks = [backup, *callbacks, KeepHistory(loggers, history_dir)]
     stopper = StopOnSignal(signals)
     try:
         history = model.fit(x, y, epochs=epochs, callbacks=[*callbacks, stopper], **fit_kwargs)
@@ -348,4 +356,47 @@ def fit(
         )
     if backup_dir is not None:
         shutil.rmtree(backup_dir, ignore_errors=True)
+        shutil.rmtree(Path(checkpoint_dir) / HISTORY_FOLDER, ignore_errors=True)
     return history
+
+
+class KeepHistory(keras.callbacks.Callback):
+    """Copies each ``CSVLogger``'s file to ``folder/<index>.csv`` at the end of every epoch
+    (placed after the loggers, so the epoch's row is in), for :func:`fit` to put back.
+
+    Example:
+        >>> csv_logger = keras.callbacks.CSVLogger("history.csv")
+        >>> callbacks = [csv_logger, KeepHistory([csv_logger], "ckpt/history")]
+    """
+
+    def __init__(self, loggers: Sequence[keras.callbacks.CSVLogger], folder):
+        super().__init__()
+        self.loggers = list(loggers)
+        self.folder = Path(folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for index, csv_logger in enumerate(self.loggers):
+            if Path(csv_logger.filename).exists():
+                _copy_atomically(Path(csv_logger.filename), self.folder / f"{index}.csv")
+
+
+def _restore_history(copy: Path, path: Path) -> None:
+    """Put the checkpoint's ``copy`` of a history file back if ``path`` has fewer rows."""
+    if copy.exists() and _line_count(path) < _line_count(copy):
+        logger.warning("restoring %s from the checkpoint's copy %s", path, copy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _copy_atomically(copy, path)
+
+
+def _line_count(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _copy_atomically(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` through a temporary file beside it, then a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

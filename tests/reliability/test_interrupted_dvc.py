@@ -6,6 +6,7 @@ signal, and the training script waits after an epoch for the test's go. No outco
 depends on how fast the machine is.
 """
 
+import csv
 import hashlib
 import json
 import os
@@ -245,3 +246,78 @@ def test_rerun_of_an_interrupted_training_stage_resumes_from_its_checkpoint(tmp_
     result = json.loads((folder / "result.json").read_text())
     assert result["epochs"] == list(range(2, 30))
     assert "up to date" in run_dvc("status", cwd=project, env=env)
+
+
+PAUSED_STAGE = Path(__file__).with_name("paused_stage.py")
+KILLED = "bbox_regressor_killed"  # the experiment row whose train@ stage is killed
+KILLED_EPOCHS = 4
+
+
+def killed_stage_project(project: Path) -> None:
+    """kdet's real ``train@NAME`` stage of one tiny bbox_regressor row (through
+    ``paused_stage.py``, which can hold it after an epoch) and its dataset."""
+    from tests.runner_helpers import make_shapes, tiny_row
+    from tests.test_dvc_experiments import write_project
+
+    row = tiny_row("bbox_regressor", "shapes", project)
+    row["train"]["epochs"] = KILLED_EPOCHS
+    write_project(project, {"experiments": {KILLED: row}}, stages=("train",), copy_kdet=False)
+    dvc_yaml = project / "dvc.yaml"
+    command = f"{sys.executable} {PAUSED_STAGE}"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("python pipelines/experiment.py", command))
+    make_shapes(project, "shapes", one_box=True)
+
+
+def history_epochs(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    return [int(row["epoch"]) for row in csv.DictReader(path.read_text().splitlines())]
+
+
+@pytest.mark.slow
+def test_kill_9_of_dvc_repro_in_a_training_stage_resumes_from_the_last_epoch(tmp_path):
+    """``kill -9`` of the whole ``dvc repro`` process group once the stage has finished two
+    epochs; the next ``dvc repro`` (no lock to clear: DVC ignores the dead process's entry
+    in ``.dvc/tmp/rwlock``) resumes at epoch 2 in the same MLflow run and completes."""
+    import mlflow
+
+    project = tmp_path / "project"
+    project.mkdir()
+    env = dvc_env(tmp_path)
+    run_dvc("init", "--no-scm", "-q", cwd=project, env=env)
+    killed_stage_project(project)
+    paused = tmp_path / "paused"
+    history = project / "data" / "plots" / KILLED / "history.csv"
+    checkpoints = project / "data" / "checkpoints" / KILLED
+    trained = project / "data" / "models" / KILLED / "train"
+
+    pausing = {**env, "KDET_TEST_PAUSE_AFTER": "2", "KDET_TEST_PAUSE_FILE": str(paused)}
+    first = dvc("repro", cwd=project, env=pausing, start_new_session=True)
+    wait_until(paused.exists, first, "the training stage finishing epoch 2")
+    output = interrupt(first, signal.SIGKILL)
+    assert first.returncode == -signal.SIGKILL, output[-3000:]
+    assert history_epochs(history) == [0, 1]
+    (run_id_file,) = checkpoints.glob("*/mlflow_run_id")
+    run_id = run_id_file.read_text()
+    # Nothing half-written taken for an output: no model, no metrics, no lock entry.
+    assert not trained.exists()
+    assert not (project / "data" / "metrics" / f"{KILLED}_train.json").exists()
+    assert not (project / "dvc.lock").exists()
+
+    output = run_dvc("repro", cwd=project, env=env)
+    assert "resuming training from the checkpoint" in output, output[-3000:]
+    assert history_epochs(history) == list(range(KILLED_EPOCHS))  # the whole curve
+    info = json.loads((trained / "run.json").read_text())
+    assert info["run_id"] == run_id  # the same MLflow run went on
+    assert (trained / "model.keras").is_file()
+    numbers = json.loads((project / "data" / "metrics" / f"{KILLED}_train.json").read_text())
+    last = list(csv.DictReader(history.read_text().splitlines()))[-1]
+    assert numbers["loss"] == pytest.approx(float(last["loss"]))  # the last epoch's
+    assert not checkpoints.exists()
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
+    assert steps == list(range(KILLED_EPOCHS)), steps  # each epoch logged once
+    assert "up to date" in run_dvc("status", cwd=project, env=env)
+    print(f"kill -9 after epochs [0, 1]; rerun trained epochs 2..{KILLED_EPOCHS - 1}")
