@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from kdet import distribute
+from kdet import atomic, distribute
 from kdet.errors import KdetError
 
 logger = logging.getLogger(__name__)
@@ -378,25 +377,15 @@ class KeepHistory(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         for index, csv_logger in enumerate(self.loggers):
             if Path(csv_logger.filename).exists():
-                _copy_atomically(Path(csv_logger.filename), self.folder / f"{index}.csv")
+                atomic.copy_file(Path(csv_logger.filename), self.folder / f"{index}.csv")
 
 
 def _restore_history(copy: Path, path: Path) -> None:
     """Put the checkpoint's ``copy`` of a history file back if ``path`` has fewer rows."""
     if copy.exists() and _line_count(path) < _line_count(copy):
         logger.warning("restoring %s from the checkpoint's copy %s", path, copy)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _copy_atomically(copy, path)
+        atomic.copy_file(copy, path)
 
 
 def _line_count(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def _copy_atomically(source: Path, path: Path) -> None:
-    """Copy ``source`` to ``path`` through a temporary file beside it, then a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    shutil.copyfile(source, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
