@@ -303,9 +303,10 @@ artifacts (--format onnx / litert, written to data/models/NAME/export/):
   kdet export yolov8 --data raccoon --format onnx,litert    # model.onnx, model.tflite
   kdet export yolov8 --data raccoon --format litert --quantize int8   # model_int8.tflite
   kdet export bbox_regressor --data caltech101 --format onnx
-YOLOv8 converts its Keras model (NMS runs in kdet.deploy.Runtime), the other families their
-SavedModel; R-CNN / Fast R-CNN cannot convert (exit status 1). A model path instead of a
-family converts that model alone (one --format, --out required):
+YOLOv8 and RetinaNet convert their Keras model (NMS runs in kdet.deploy.Runtime), the other
+families their SavedModel; R-CNN / Fast R-CNN to ONNX only (selective search runs in
+kdet.deploy.Runtime), the sliding window to nothing (exit status 1). A model path instead of
+a family converts that model alone (one --format, --out required):
   kdet export data/models/NAME/saved_model --format onnx --out model.onnx
   kdet export data/models/NAME/train/model.keras --format litert --out model.tflite
 then: kdet predict model.onnx photos/"""

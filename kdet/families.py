@@ -78,7 +78,7 @@ class Family:
         rank_by: metric (higher is better) that picks the registered model's champion.
         one_box_per_image: the family predicts exactly one box per image.
         history_columns: the loss columns of its ``history.csv`` (DVC plots).
-        deploy_refusal: why its model has no ONNX / LiteRT export, or ``None``.
+        deploy_refusals: ``{format: why}`` for the formats its model cannot take.
         presets_module: where its pretrained presets load (:mod:`kdet.zoo`), or ``None``.
     """
 
@@ -88,10 +88,11 @@ class Family:
     rank_by: str = "mAP50"
     one_box_per_image: bool = False
     history_columns: tuple[str, ...] = ("loss", "val_loss")
-    #: why this family's model converts to no ONNX / LiteRT artifact (``None``: it
-    #: converts). ``kdet export`` fails with it; the ``export@NAME`` stage records it in
-    #: ``export/export.json`` instead of failing (:mod:`kdet.deploy.artifacts`).
-    deploy_refusal: str | None = None
+    #: ``{format: why}`` for the formats (``"onnx"``, ``"litert"``) this family's model
+    #: does not convert to (empty: it converts to both). ``kdet export`` fails with the
+    #: reason; the ``export@NAME`` stage records it in ``export/export.json`` instead of
+    #: failing (:mod:`kdet.deploy.artifacts`).
+    deploy_refusals: Mapping[str, str] = {}
     #: the module that loads, saves and runs this family's pretrained presets
     #: (``load_preset``, ``save_preset``, ``make_detect_fn``; :mod:`kdet.zoo`), or ``None``.
     presets_module: str | None = None
@@ -192,6 +193,19 @@ class Family:
             ('s', {})
         """
         return str(saved_model), {}
+
+    def proposal_settings(self, train_options: Mapping) -> dict | None:
+        """The selective-search settings its served model computes proposals with (R-CNN,
+        Fast R-CNN: those it trained and was evaluated with), or ``None``: it takes none.
+
+        Example:
+            >>> get_family("rcnn").proposal_settings({"proposals": {"mode": "single",
+            ...     "max_side": 200, "seed": 0, "processes": 2, "cache_dir": "c"}})
+            {'mode': 'single', 'max_side': 200, 'seed': 0}
+            >>> get_family("yolov8").proposal_settings({}) is None
+            True
+        """
+        return None
 
 
 _POSITIVE_INTEGERS = ("epochs", "batch_size", "max_detections", "samples_per_image")

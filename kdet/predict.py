@@ -38,9 +38,6 @@ DETECTION_FORMATS = ("json", "csv")
 CSV_COLUMNS = ("source", "frame", "x1", "y1", "x2", "y2", "score", "class_id", "class_name")
 
 
-DEFAULT_PROPOSALS = {"mode": "fast", "max_side": 300}
-
-
 class Detector:
     """A contract SavedModel loaded with plain TensorFlow, called on RGB ``uint8`` arrays.
 
@@ -77,7 +74,11 @@ class Detector:
         """Use the ``detect_image`` function ``detect``, warmed up."""
         self._detect = detect
         self.takes_proposals = "proposals" in self._detect.structured_input_signature[1]
-        self.proposal_options = {**DEFAULT_PROPOSALS, **(proposal_options or {})}
+        self.proposal_options = None
+        if self.takes_proposals:
+            from kdet.models.rcnn.selective_search import DEFAULT_PROPOSALS
+
+            self.proposal_options = {**DEFAULT_PROPOSALS, **(proposal_options or {})}
         # One call on a small image, so that the graph's one-time start-up (seconds) is not
         # counted in the images/s of the first real input.
         warm_up = {"image": tf.zeros((64, 64, 3), tf.uint8)}
@@ -89,7 +90,7 @@ class Detector:
         """Detections for one RGB ``uint8 (H, W, 3)`` image, scores >= ``score_threshold``."""
         inputs = {"image": tf.convert_to_tensor(image, tf.uint8)}
         if self.takes_proposals:
-            from kdet.models.rcnn.proposals import selective_search  # OpenCV, BGR input
+            from kdet.models.rcnn.selective_search import selective_search  # OpenCV, BGR
 
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
             inputs["proposals"] = tf.constant(selective_search(bgr, **self.proposal_options))

@@ -1,16 +1,24 @@
 """The MLflow pyfunc model of every kdet detector, logged as code (MLflow "models from code").
 
-:func:`kdet.serving.log_detector` logs this file next to the SavedModel, so a served or
-loaded model needs MLflow, pandas and TensorFlow only, not kdet. It is not meant to be
-imported: MLflow executes it when it loads the model.
+:func:`kdet.serving.log_detector` (SavedModels) and :func:`kdet.deploy.artifacts.log_model`
+(ONNX, LiteRT) log this file next to one model artifact, picked by file type:
+``saved_model`` (a contract SavedModel folder, run by TensorFlow), ``onnx`` (a
+:func:`kdet.deploy.export` ``.onnx`` file, run by ONNX Runtime) or ``litert`` (a ``.tflite``
+file, with its ``NAME.classes.json`` as artifact ``metadata``, run by ``ai_edge_litert``).
+Two kdet files travel with it as MLflow ``code_paths``, so a served or loaded model needs
+no kdet: ``postprocess.py`` (:mod:`kdet.deploy.postprocess`: resize, NMS and box mapping
+that a raw ONNX / LiteRT graph leaves to its caller) and ``selective_search.py``
+(:mod:`kdet.models.rcnn.selective_search`: R-CNN / Fast R-CNN proposals). It is not meant
+to be imported: MLflow executes it when it loads the model.
 
 Input: a DataFrame with a binary column ``image`` holding encoded JPEG/PNG/BMP/GIF bytes
 (JSON clients send them base64-encoded, as MLflow does for every binary column).
 Output: one row per detection: ``image_index`` (row of the input), ``x1, y1, x2, y2``
 (pixels of that image), ``score``, ``class_id``, ``class_name``. Parameter
-``score_threshold`` (default 0.0) drops weaker detections. Models whose signature also takes
+``score_threshold`` (default 0.0) drops weaker detections. Models that also take
 ``proposals`` (R-CNN, Fast R-CNN) get OpenCV selective-search proposals computed here, with
-the model config's ``proposals`` settings (``mode``, ``max_side``; default fast, 300).
+the ONNX / LiteRT metadata's ``proposals`` settings, or for a SavedModel the model config's
+(``mode``, ``max_side``; default fast, 300).
 An image that cannot be decoded (empty, truncated, not an image, too large) fails the
 request with MLflow's ``INVALID_PARAMETER_VALUE`` (HTTP 400 from the scoring server) naming
 the image's row and the reason, e.g. ``image 2: image_bytes: empty file``.
@@ -23,50 +31,114 @@ Example:
 """
 
 import base64
+import json
 
 import cv2
 import mlflow
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 OUTPUT_COLUMNS = ("image_index", "x1", "y1", "x2", "y2", "score", "class_id", "class_name")
 
 
-class SavedModelDetector(mlflow.pyfunc.PythonModel):
-    """Runs the SavedModel artifact ``saved_model``'s ``serving_default`` on each image."""
+def _decode(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> ``uint8 (H, W, 3)`` BGR, as OpenCV decodes them."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("image bytes are not a decodable image")
+    return image
+
+
+class Detector(mlflow.pyfunc.PythonModel):
+    """Runs the logged artifact on each image; see the module docstring."""
 
     def load_context(self, context):
-        self._model = tf.saved_model.load(context.artifacts["saved_model"])
-        self._serve = self._model.signatures["serving_default"]
-        self._takes_proposals = "proposals" in self._serve.structured_input_signature[1]
-        options = (context.model_config or {}).get("proposals") or {}
-        self._proposals = {"mode": "fast", "max_side": 300, **options}
+        artifacts = context.artifacts
+        if "saved_model" in artifacts:
+            self._load_saved_model(artifacts["saved_model"], context.model_config or {})
+        elif "onnx" in artifacts:
+            self._load_onnx(artifacts["onnx"])
+        else:
+            self._load_litert(artifacts["litert"], artifacts["metadata"])
 
-    def _proposals_for(self, data: bytes) -> tf.Tensor:
-        """Selective search as kdet.models.rcnn.proposals does it, written again here because
-        a served model must not need kdet: search a copy shrunk to ``max_side``, boxes scaled
-        back to the image's pixels as float32 ``xyxy``."""
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError("image bytes are not a decodable image")
-        height, width = image.shape[:2]
-        factor = min(1.0, self._proposals["max_side"] / max(height, width))
-        if factor < 1.0:
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-        search.setBaseImage(image)
-        {
-            "fast": search.switchToSelectiveSearchFast,
-            "quality": search.switchToSelectiveSearchQuality,
-            "single": search.switchToSingleStrategy,
-        }[self._proposals["mode"]]()
-        rects = np.asarray(search.process(), np.float32).reshape(-1, 4)
-        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / factor
-        return tf.constant(np.minimum(boxes, [width, height, width, height]).astype(np.float32))
+    # The code_paths files import only once MLflow loads the model (it runs this file
+    # without them when it logs it), hence the imports inside the loaders.
+
+    def _load_saved_model(self, folder: str, config: dict) -> None:
+        import tensorflow as tf
+        from selective_search import DEFAULT_PROPOSALS, selective_search
+
+        self._model = tf.saved_model.load(folder)
+        serve = self._model.signatures["serving_default"]
+        takes_proposals = "proposals" in serve.structured_input_signature[1]
+        proposals = {**DEFAULT_PROPOSALS, **(config.get("proposals") or {})}
+
+        def detect(data: bytes):
+            inputs = {"image_bytes": tf.constant(data)}
+            if takes_proposals:
+                inputs["proposals"] = tf.constant(selective_search(_decode(data), **proposals))
+            try:
+                out = serve(**inputs)
+            except tf.errors.InvalidArgumentError as err:  # the graph's checks of the image
+                raise ValueError(_reason(err)) from err
+            names = [name.decode() for name in out["class_names"].numpy().tolist()]
+            return out["boxes"].numpy(), out["scores"].numpy(), out["classes"].numpy(), names
+
+        self._detect = detect
+
+    def _load_onnx(self, path: str) -> None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        metadata = json.loads(session.get_modelmeta().custom_metadata_map["kdet"])
+        self._start(metadata, lambda **feed: dict(zip(names, session.run(None, feed), strict=True)))
+
+    def _load_litert(self, path: str, metadata_path: str) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        with open(metadata_path) as file:
+            metadata = json.load(file)
+        self._interpreter = Interpreter(model_path=path)
+        (signature,) = self._interpreter.get_signature_list()
+        self._start(metadata, self._interpreter.get_signature_runner(signature))
+
+    def _start(self, metadata: dict, run) -> None:
+        """Detect with an ONNX / LiteRT graph ``run`` (named inputs -> named outputs),
+        doing the steps its metadata says moved to the caller."""
+        from postprocess import boxes_to_image, fit_image, select
+        from selective_search import selective_search
+
+        class_names = metadata["class_names"]
+
+        def detect(data: bytes):
+            bgr = _decode(data)
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if metadata["kind"] == "contract":
+                feed = {"image": image}
+                if "proposals" in metadata:
+                    feed["proposals"] = selective_search(bgr, **metadata["proposals"])
+                out = run(**feed)
+                boxes, scores, classes = (out[k] for k in ("boxes", "scores", "classes"))
+            else:
+                batch, geometry = fit_image(image, metadata["input_size"], metadata["resize"])
+                out = run(images=batch)
+                boxes, scores, classes = select(
+                    out["boxes"],
+                    out["scores"],
+                    nms=metadata["nms"],
+                    confidence_threshold=metadata.get("confidence_threshold", 0.0),
+                    iou_threshold=metadata.get("iou_threshold", 0.5),
+                    max_detections=metadata.get("max_detections", 100),
+                )
+                boxes = boxes_to_image(boxes, geometry)
+            classes = np.asarray(classes, np.int64).reshape(-1)
+            names = [class_names[c] for c in classes]
+            return np.reshape(boxes, (-1, 4)), np.reshape(scores, -1), classes, names
+
+        self._detect = detect
 
     def predict(self, context, model_input, params=None):
         score_threshold = float((params or {}).get("score_threshold", 0.0))
@@ -76,23 +148,20 @@ class SavedModelDetector(mlflow.pyfunc.PythonModel):
             try:
                 if isinstance(data, str):  # base64 text from a caller that skipped the schema
                     data = base64.b64decode(data)
-                inputs = {"image_bytes": tf.constant(bytes(data))}
-                if self._takes_proposals:
-                    inputs["proposals"] = self._proposals_for(bytes(data))
-                out = self._serve(**inputs)
-            except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
+                boxes, scores, classes, names = self._detect(bytes(data))
+            except (ValueError, TypeError, cv2.error) as err:
                 raise MlflowException(
                     f"image {index}: {_reason(err)}", error_code=INVALID_PARAMETER_VALUE
                 ) from err
             for box, score, class_id, name in zip(
-                out["boxes"].numpy().tolist(),
-                out["scores"].numpy().tolist(),
-                out["classes"].numpy().tolist(),
-                out["class_names"].numpy().tolist(),
+                np.asarray(boxes, np.float64).tolist(),
+                np.asarray(scores, np.float64).tolist(),
+                np.asarray(classes).tolist(),
+                names,
                 strict=True,
             ):
                 if score >= score_threshold:
-                    rows.append([index, *box, score, class_id, name.decode()])
+                    rows.append([index, *box, score, class_id, name])
         frame = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
         return frame.astype(
             {"image_index": "int64", "class_id": "int64", "class_name": "str"}
@@ -114,4 +183,4 @@ def _reason(error: Exception) -> str:
     return reason.removeprefix("assertion failed: [").removesuffix("]")
 
 
-mlflow.models.set_model(SavedModelDetector())
+mlflow.models.set_model(Detector())

@@ -1,10 +1,12 @@
 """MLflow models for kdet detectors: log, register, promote, resolve.
 
 Every family exports the same SavedModel contract (:mod:`kdet.export`), so one MLflow
-pyfunc flavour serves them all: :func:`log_detector` logs the SavedModel as an artifact
-with the pyfunc model of :mod:`kdet.pyfunc_model` (input: a binary ``image`` column; output:
-one row per detection). Registered models are named after the dataset (``raccoon``,
-``caltech101``, ...) so the ``champion`` alias picks the best detector of any family:
+pyfunc flavour serves them all: :func:`log_detector` logs the SavedModel (and
+:func:`kdet.deploy.artifacts.log_model` an ONNX / LiteRT artifact of
+:func:`kdet.deploy.export`) as an artifact with the pyfunc model of :mod:`kdet.pyfunc_model`
+(input: a binary ``image`` column; output: one row per detection).
+Registered models are named after the dataset (``raccoon``, ``caltech101``, ...) so the
+``champion`` alias picks the best detector of any family:
 
 Example:
     >>> with kdet.tracking.start_run("raccoon", run_name="rcnn"):  # doctest: +SKIP
@@ -32,6 +34,13 @@ from kdet import tracking
 from kdet.errors import KdetError
 
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
+#: the kdet files the pyfunc model imports, logged with it as MLflow ``code_paths``
+PYFUNC_CODE_PATHS = (
+    Path(__file__).parent / "deploy" / "postprocess.py",
+    Path(__file__).parent / "models" / "rcnn" / "selective_search.py",
+)
+#: what each artifact type needs to run (pip names), besides pandas and OpenCV
+ENGINES = {"saved_model": "tensorflow", "onnx": "onnxruntime", "litert": "ai-edge-litert"}
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema(
@@ -66,6 +75,9 @@ def log_detector(
 ) -> mlflow.models.model.ModelInfo:
     """Log a contract SavedModel as an MLflow pyfunc model in the active run (or a new one).
 
+    ONNX and LiteRT artifacts of :func:`kdet.deploy.export` log with
+    :func:`kdet.deploy.artifacts.log_model`, served by the same pyfunc model.
+
     Args:
         saved_model_dir: a folder written by :func:`kdet.export.export_detector`.
         name: the model's name inside the run.
@@ -82,18 +94,43 @@ def log_detector(
     saved_model_dir = Path(saved_model_dir)
     if not (saved_model_dir / "saved_model.pb").exists():
         raise KdetError(saved_model_dir, "not a SavedModel folder (no saved_model.pb)")
+    return log_pyfunc(
+        "saved_model",
+        {"saved_model": str(saved_model_dir)},
+        name=name,
+        registered_model_name=registered_model_name,
+        metrics=metrics,
+        tags=tags,
+        model_config={"proposals": dict(proposals)} if proposals else None,
+    )
+
+
+def log_pyfunc(
+    format: str,
+    artifacts: Mapping[str, str],
+    *,
+    name: str,
+    registered_model_name: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    model_config: Mapping | None = None,
+) -> mlflow.models.model.ModelInfo:
+    """Log :mod:`kdet.pyfunc_model` with ``artifacts`` (checked by the caller) and the
+    code and pip requirements that running a ``format`` artifact takes; register it if
+    ``registered_model_name`` is given. See :func:`log_detector`."""
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(PYFUNC_MODEL_FILE),
-        artifacts={"saved_model": str(saved_model_dir)},
+        artifacts=dict(artifacts),
+        code_paths=[str(p) for p in PYFUNC_CODE_PATHS],
         signature=SIGNATURE,
         input_example=_example_image(),
         pip_requirements=[
-            f"tensorflow=={_version('tensorflow')}",
+            f"{ENGINES[format]}=={_version(ENGINES[format])}",
             f"opencv-contrib-python-headless=={_version('opencv-contrib-python-headless')}",
             "pandas",
         ],
-        model_config={"proposals": dict(proposals)} if proposals else None,
+        model_config=dict(model_config) if model_config else None,
     )
     if registered_model_name:
         version = tracking.register_version(

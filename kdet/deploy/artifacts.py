@@ -8,7 +8,9 @@ the detector evaluation of :mod:`kdet.models.rcnn.evaluation`; median / p90 late
 :func:`kdet.deploy.benchmark.benchmark`; file size), writes ``data/models/NAME/export/``
 (replaced as a whole), ``data/metrics/NAME_export.json`` and
 ``data/plots/NAME/export.csv``, and logs the folder and the numbers into the training's
-MLflow run (artifacts ``export/``).
+MLflow run (artifacts ``export/``), each ONNX / LiteRT file also as an MLflow pyfunc model
+(``detector_onnx``, ``detector_litert``, ``detector_litert_int8``...; see
+:func:`log_model`).
 
 Kept out of :mod:`kdet.experiment` so that the DVC train and evaluate stages, whose deps are
 the modules the runner imports, do not depend on :mod:`kdet.deploy`.
@@ -40,7 +42,7 @@ from kdet import tracking
 from kdet.data.decode import read_image
 from kdet.datasets.records import RecordSet
 from kdet.deploy.benchmark import benchmark
-from kdet.deploy.export import FORMATS, QUANTIZE, SUFFIXES, DeployError, export
+from kdet.deploy.export import FORMATS, QUANTIZE, SUFFIXES, DeployError, export, sidecar_path
 from kdet.deploy.runtime import Runtime
 from kdet.errors import KdetError
 from kdet.experiment import RUN_FILE, Experiment, Layout, _write_json, flat_metrics, load_records
@@ -93,7 +95,7 @@ def export_experiment(
     Raises:
         KdetError: the experiment is not evaluated yet.
         kdet.deploy.DeployError: the family's model cannot take a format (its
-            :attr:`~kdet.families.Family.deploy_refusal`, before any work).
+            :attr:`~kdet.families.Family.deploy_refusals`, before any work).
 
     Example:
         >>> export_experiment(exp, root=".", formats=["onnx", "litert"])  # doctest: +SKIP
@@ -109,8 +111,9 @@ def export_experiment(
     if not converted:
         return paths
     family = get_family(experiment.family)
-    if family.deploy_refusal:
-        raise DeployError(saved_model, family.deploy_refusal)
+    for format in converted:
+        if format in family.deploy_refusals:
+            raise DeployError(saved_model, f"format {format!r}: {family.deploy_refusals[format]}")
     info = json.loads((layout.train_dir(experiment.name) / RUN_FILE).read_text())
     source, options = family.deploy_source(
         train_dir=layout.train_dir(experiment.name),
@@ -118,6 +121,9 @@ def export_experiment(
         class_names=info["class_names"],
         options=experiment.evaluate,
     )
+    proposals = family.proposal_settings(experiment.train)
+    if proposals is not None:
+        options = {**options, "proposals": proposals}
     images = None
     if quantize == "int8":
         images = training_images(load_records(experiment, layout), representative_images)
@@ -218,9 +224,11 @@ def export_step(
     ONNX Runtime and LiteRT on ``threads`` intra-op threads, TensorFlow on its process-wide
     pool, each row says which) and size on disk.
 
-    A family whose model converts to nothing (:attr:`kdet.families.Family.deploy_refusal`:
-    R-CNN, Fast R-CNN, sliding window) is not an error: the folder holds only
-    :data:`EXPORT_FILE` with ``exported: false`` and the reason, and so does the metrics file.
+    A format the family's model cannot take (:attr:`kdet.families.Family.deploy_refusals`:
+    LiteRT for R-CNN and Fast R-CNN, both for the sliding window) is not an error: the
+    metrics list it under ``refused`` with the reason; a family that converts to none of
+    the requested formats gets a folder holding only :data:`EXPORT_FILE` with
+    ``exported: false`` and the reason, and so does the metrics file.
 
     Args:
         formats: float artifacts among ``"onnx"`` (``model.onnx``) and ``"litert"``
@@ -247,13 +255,18 @@ def export_step(
         raise KdetError(layout.train_dir(name), f"not trained yet (dvc repro train@{name})")
     run_id = json.loads(run_file.read_text())["run_id"]
     family = get_family(experiment.family)
+    requested = formats + (["litert"] if quantize and "litert" not in formats else [])
+    refused = {f: family.deploy_refusals[f] for f in requested if f in family.deploy_refusals}
+    formats = [f for f in formats if f not in refused]
+    quantize = [] if "litert" in refused else quantize
     export_dir = layout.export_dir(name)
     staging = export_dir.with_name(f".{export_dir.name}-staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        if family.deploy_refusal:
-            metrics = {"exported": False, "family": family.name, "reason": family.deploy_refusal}
+        if not formats and not quantize:
+            reason = "; ".join(f"{f}: {why}" for f, why in refused.items())
+            metrics = {"exported": False, "family": family.name, "reason": reason}
         else:
             paths = {}
             if formats:
@@ -276,6 +289,7 @@ def export_step(
                 num_threads=threads,
                 warmup=warmup,
                 repeats=repeats,
+                proposals=family.proposal_settings(experiment.train),
             )
             for row in rows:  # where the file will be once the folder is in place
                 final = Path(row["path"])
@@ -289,6 +303,8 @@ def export_step(
                 "threads": threads,
                 "artifacts": {row["label"]: {k: row[k] for k in PLOT_COLUMNS[1:]} for row in rows},
             }
+            if refused:
+                metrics["refused"] = refused
         _write_json(staging / EXPORT_FILE, metrics)
         shutil.rmtree(export_dir, ignore_errors=True)
         os.replace(staging, export_dir)
@@ -311,15 +327,20 @@ def score_artifacts(
     num_threads: int = 1,
     warmup: int = 5,
     repeats: int = 50,
+    proposals: Mapping | None = None,
 ) -> list[dict]:
     """:func:`kdet.deploy.benchmark.benchmark` rows of ``artifacts`` (timed on ``images``)
     with ``mAP50``, ``mAP`` (on ``record_set``, through
-    :func:`kdet.models.rcnn.evaluation.evaluate_detector`) and ``size_kib`` added."""
+    :func:`kdet.models.rcnn.evaluation.evaluate_detector`) and ``size_kib`` added.
+    ``proposals``: the selective-search settings of proposal-taking (R-CNN) artifacts."""
     # The detector evaluation every R-CNN-style family scores with (imported here: it pulls
     # in the model packages, which `kdet export MODEL` does not need).
     from kdet.models.rcnn.evaluation import evaluate_detector
 
-    runtimes = {label: Runtime(path, num_threads=num_threads) for label, path in artifacts.items()}
+    runtimes = {
+        label: Runtime(path, num_threads=num_threads, proposals=proposals)
+        for label, path in artifacts.items()
+    }
     rows = benchmark(runtimes, images, warmup=warmup, repeats=repeats)
     for row in rows:  # each artifact loaded once: timed above, scored here
         report = evaluate_detector(runtimes[row["label"]], record_set)
@@ -344,11 +365,62 @@ def _write_rows(path: Path, rows: Sequence[Mapping]) -> None:
 
 
 def _log(run_id: str, export_dir: Path, metrics: Mapping) -> None:
-    """The export folder as artifacts ``export/`` and its numbers as metrics
-    ``export.ARTIFACT.KEY`` of the training's MLflow run."""
+    """The export folder as artifacts ``export/``, each ONNX / LiteRT file in it as a pyfunc
+    model ``detector_ARTIFACT`` and the numbers as metrics ``export.ARTIFACT.KEY`` of the
+    training's MLflow run."""
     import mlflow
 
     tracking.configure()
     with mlflow.start_run(run_id=run_id):
         tracking.log_folder(export_dir, "export")
+        for label, row in metrics.get("artifacts", {}).items():
+            if row["format"] != "saved_model":
+                log_model(export_dir / Path(row["file"]).name, name=f"detector_{label}")
         tracking.log_metrics(flat_metrics({"export": metrics.get("artifacts", {})}))
+
+
+def log_model(
+    path: str | os.PathLike,
+    *,
+    name: str = "detector",
+    registered_model_name: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+):
+    """Log an ``.onnx`` or ``.tflite`` artifact of :func:`kdet.deploy.export` as an MLflow
+    pyfunc model in the active run (or a new one): the served model
+    (:mod:`kdet.pyfunc_model`) runs it with ONNX Runtime or LiteRT and needs neither kdet
+    nor TensorFlow; R-CNN artifacts compute their proposals with the settings they carry.
+
+    Args:
+        path: the artifact (a ``.tflite`` file beside its ``NAME.classes.json``).
+        name, registered_model_name, metrics, tags: as for
+            :func:`kdet.serving.log_detector` (which logs SavedModels).
+
+    Returns:
+        MLflow's ``ModelInfo``.
+
+    Raises:
+        DeployError: naming the file when it is missing, corrupt or lacks its metadata.
+
+    Example:
+        >>> with tracking.start_run("raccoon", run_name="yolo_onnx"):  # doctest: +SKIP
+        ...     info = log_model("data/models/yolov8_raccoon/export/model.onnx")
+        >>> mlflow.pyfunc.load_model(info.model_uri).predict(frame)  # doctest: +SKIP
+    """
+    from kdet.serving import log_pyfunc
+
+    runtime = Runtime(path)  # checks the file and its metadata
+    if runtime.format == "saved_model":
+        raise DeployError(path, "is a folder: log a SavedModel with kdet.serving.log_detector")
+    artifacts = {runtime.format: str(path)}
+    if runtime.format == "litert":
+        artifacts["metadata"] = str(sidecar_path(path))
+    return log_pyfunc(
+        runtime.format,
+        artifacts,
+        name=name,
+        registered_model_name=registered_model_name,
+        metrics=metrics,
+        tags=tags,
+    )

@@ -14,9 +14,12 @@ Two kinds of artifact come out, depending on what is converted:
   ``FlexConv2D`` ops, which the ``ai_edge_litert`` wheel cannot run). So converting a YOLOv8
   SavedModel raises :class:`DeployError` saying so; export the Keras model instead.
   Single-box SavedModels (no NMS) convert to both, and OpenCV 5's DNN module runs their
-  ONNX graph too (``uint8`` image in). R-CNN / Fast R-CNN SavedModels (which take
-  ``proposals``) are refused: their proposals come from OpenCV selective search, outside
-  any graph; serve them with :class:`kdet.predict.Detector`.
+  ONNX graph too (``uint8`` image in). R-CNN / Fast R-CNN SavedModels convert to ONNX with
+  their second input, ``proposals`` (float32 ``(N, 4)`` ``xyxy`` image pixels); what moves
+  to the caller besides decoding is *selective search* (OpenCV code, in no graph), whose
+  settings (``mode``, ``max_side``, ...) the metadata carries under ``proposals``. Their
+  LiteRT conversion fails: ``tf.image.crop_and_resize`` (R-CNN's crops, Fast R-CNN's
+  RoIAlign) has no TFLite builtin kernel, only the Select TF op ``CropAndResize``.
 * **raw** (from a Keras model: a KerasCV ``YOLOV8Detector`` or a single-box model with a
   ``bounding_box`` output): the network plus box decoding at the model's fixed input size,
   float32 ``(1, H, W, 3)`` (pixel values 0-255) in, ``boxes`` ``(A, 4)`` (``xyxy`` in the
@@ -28,10 +31,12 @@ Two kinds of artifact come out, depending on what is converted:
   full-integer quantization works on them. A raw ``saved_model`` export has one signature,
   ``raw``, and is not a serving-contract SavedModel.
 
-:class:`kdet.deploy.Runtime` does whichever steps moved, so ``Runtime(path)(image)`` gives
-the same result as the SavedModel's ``detect_image`` for both kinds.
+:class:`kdet.deploy.Runtime` does whichever steps moved (selective search included), so
+``Runtime(path)(image)`` gives the same result as the SavedModel's ``detect_image`` (with
+:class:`kdet.predict.Detector`'s proposals) for both kinds.
 
-Metadata (class names, kind, input size, resize mode, NMS settings) is a JSON object:
+Metadata (class names, kind, input size, resize mode, NMS and proposal settings) is a JSON
+object:
 ONNX keeps it in ``metadata_props`` under key ``kdet``; LiteRT in a sidecar file
 ``NAME.classes.json`` beside ``NAME.tflite`` (the flatbuffer's own metadata needs the
 ``tflite-support`` writer, which is not installed); a SavedModel folder in
@@ -54,9 +59,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +101,7 @@ def export(
     confidence_threshold: float | None = None,
     iou_threshold: float | None = None,
     max_detections: int | None = None,
+    proposals: Mapping | None = None,
 ) -> str:
     """Write ``model`` to ``path`` as ``format``; returns the path.
 
@@ -115,10 +122,15 @@ def export(
         confidence_threshold, iou_threshold, max_detections: a YOLOv8 Keras model's NMS
             settings, stored in the metadata for the caller (default: the model's own
             decoder's).
+        proposals: a proposal-taking (R-CNN) SavedModel's selective-search settings,
+            keyword arguments of :func:`kdet.models.rcnn.selective_search.selective_search`
+            (default ``{"mode": "fast", "max_side": 300}``), stored in the metadata for
+            :class:`kdet.deploy.Runtime`.
 
     Raises:
         DeployError: naming the model and format when the model cannot take the format
-            (proposal-taking R-CNN models; in-graph NMS to ONNX; an unknown Keras model).
+            (in-graph NMS to ONNX or LiteRT; R-CNN's ``CropAndResize`` to LiteRT; an
+            unknown Keras model).
         ValueError: for bad arguments.
     """
     if format not in FORMATS:
@@ -133,8 +145,13 @@ def export(
     if quantize == "int8" and not images:
         raise ValueError("quantize='int8' needs representative_images (uint8 HxWx3 arrays)")
     if isinstance(model, str | os.PathLike):
-        source = _ContractSource(model)
+        source = _ContractSource(model, proposals)
     else:
+        if proposals is not None:
+            raise ValueError(
+                "proposals applies to a proposal-taking SavedModel, not a Keras model. "
+                f"Received: {proposals=}"
+            )
         source = _RawSource(
             model,
             class_names,
@@ -201,7 +218,7 @@ def _onnx_with_metadata(model_proto, metadata: dict) -> bytes:
 class _ContractSource:
     """A kdet serving SavedModel's ``detect_image`` signature."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, proposals: Mapping | None = None):
         import tensorflow as tf
 
         self.folder = str(folder)
@@ -215,26 +232,36 @@ class _ContractSource:
                 f"(has {sorted(self.loaded.signatures)})",
             )
         self.signature = self.loaded.signatures["detect_image"]
-        inputs = self.signature.structured_input_signature[1]
-        if "proposals" in inputs:
-            raise DeployError(
-                self.folder,
-                "not supported for proposal-taking models (R-CNN / Fast R-CNN take "
-                "selective-search proposals, OpenCV code outside the graph): no ONNX / "
-                "LiteRT export; serve the SavedModel with kdet.predict.Detector",
-            )
+        self.takes_proposals = "proposals" in self.signature.structured_input_signature[1]
         self.metadata = {
             "kind": "contract",
             "class_names": contract_class_names(self.signature, self.folder),
             "source": self.folder,
         }
+        if self.takes_proposals:
+            self.metadata["proposals"] = proposal_settings(proposals)
+        elif proposals is not None:
+            raise ValueError(
+                f"{self.folder}: takes no proposals (not an R-CNN model). Received: {proposals=}"
+            )
 
     def _function(self):
         import tensorflow as tf
 
         signature = self.signature
+        image = tf.TensorSpec([None, None, 3], tf.uint8, name="image")
+        if self.takes_proposals:
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+            @tf.function(
+                input_signature=[image, tf.TensorSpec([None, 4], tf.float32, name="proposals")]
+            )
+            def detect_proposals(image, proposals):
+                out = signature(image=image, proposals=proposals)
+                return {key: out[key] for key in CONTRACT_OUTPUTS}
+
+            return detect_proposals
+
+        @tf.function(input_signature=[image])
         def detect(image):
             out = signature(image=image)
             return {key: out[key] for key in CONTRACT_OUTPUTS}
@@ -331,12 +358,15 @@ def _to_litert(function, where: str, quantize: str, dataset: Callable) -> bytes:
         try:
             return converter.convert()
         except Exception as err:  # the converter raises several unrelated types
+            flex = re.search(r"TF Select ops: ([^\n]+)", str(err))
+            needs = f"needs the Select TF ops {flex.group(1)}" if flex else "does not convert"
             raise DeployError(
                 where,
                 f"format 'litert' (quantize={quantize!r}) cannot hold this model's graph "
-                "with TFLite builtin ops (KerasCV's in-graph NMS and dynamic-shape "
-                "convolutions need Select TF ops). Export the Keras model instead, whose raw "
-                f"graph leaves resizing and NMS to kdet.deploy.Runtime. Converter: {err}",
+                f"with TFLite builtin ops: it {needs} (KerasCV's in-graph NMS and "
+                "dynamic-shape convolutions, R-CNN's CropAndResize). For a YOLOv8 or "
+                "single-box model, export the Keras model instead, whose raw graph leaves "
+                f"resizing and NMS to kdet.deploy.Runtime. Converter: {err}",
             ) from err
 
 
@@ -374,6 +404,10 @@ class _RawSource:
             )
         if type(model).__name__ == "YOLOV8Detector":
             from kdet.models.yolov8.export import raw_detector  # keras-cv stays in yolov8/
+
+            self.raw_fn, num_classes, extra = raw_detector(model, **nms)
+        elif type(model).__name__ == "RetinaNetObjectDetector":
+            from kdet.models.retinanet.evaluate import raw_detector
 
             self.raw_fn, num_classes, extra = raw_detector(model, **nms)
         elif _single_box_outputs(model):
@@ -471,6 +505,25 @@ def _single_box_raw(model):
 
     num_classes = int(model.output["class_label"].shape[-1]) if has_classes else None
     return raw, num_classes, {"resize": "stretch", "nms": False}
+
+
+def proposal_settings(proposals: Mapping | None) -> dict:
+    """Selective-search settings for the metadata: ``proposals`` over the serving defaults.
+
+    Example:
+        >>> proposal_settings({"mode": "single"})
+        {'mode': 'single', 'max_side': 300}
+    """
+    from kdet.models.rcnn.selective_search import DEFAULT_PROPOSALS, MODES
+
+    settings = {**DEFAULT_PROPOSALS, **(proposals or {})}
+    unknown = sorted(set(settings) - {"mode", "max_side", "max_proposals", "seed"})
+    if unknown or settings["mode"] not in MODES:
+        raise ValueError(
+            f"proposals: keys among mode ({', '.join(MODES)}), max_side, max_proposals, "
+            f"seed. Received: {proposals=}"
+        )
+    return settings
 
 
 def contract_class_names(signature, where) -> list[str]:

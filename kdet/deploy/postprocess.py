@@ -9,9 +9,10 @@ input's pixels) and ``scores`` ``(A, C)``. The caller then does what the SavedMo
    centres like ``tf.image.resize`` (``letterbox``: aspect ratio kept, centred, zero padded,
    as :func:`kdet.models.yolov8.inputs.fit_to_model`; ``stretch``: as
    :func:`kdet.models.single_box.data.resize_image`);
-2. :func:`select`: class = argmax, score = max over classes, then (``nms``) KerasCV's
-   class-agnostic NMS: keep scores ``> confidence_threshold``, greedy IoU suppression
-   ``> iou_threshold``, at most ``max_detections``;
+2. :func:`select`: class = argmax, score = max over classes, then (``nms``) KerasCV's and
+   KerasHub's class-agnostic NMS: keep scores ``> confidence_threshold`` and boxes with a
+   coordinate ``> 0`` (``non_max_suppression_padded`` takes the others for padding), greedy
+   IoU suppression ``> iou_threshold``, at most ``max_detections``;
 3. :func:`boxes_to_image`: map boxes back to the image's pixels and clip to it.
 
 Example:
@@ -97,7 +98,7 @@ def select(
     if not nms:
         return boxes, best, classes
     order = np.argsort(-best, kind="stable")
-    order = order[best[order] > confidence_threshold]
+    order = order[(best[order] > confidence_threshold) & (boxes[order] > 0).any(axis=-1)]
     keep = []
     while len(order) and len(keep) < max_detections:
         first = order[0]

@@ -3,8 +3,10 @@
 ``Runtime(path)`` picks the engine by file type: ``.onnx`` -> ONNX Runtime, ``.tflite`` ->
 ``ai_edge_litert`` (or ``tf.lite.Interpreter`` for graphs with Select TF ops, which the
 stand-alone LiteRT wheel cannot run), a folder -> TensorFlow SavedModel. Calling it does the
-steps the artifact's graph left to the caller (see :mod:`kdet.deploy.postprocess`) and
-returns the SavedModel contract's outputs as NumPy arrays.
+steps the artifact's graph left to the caller (see :mod:`kdet.deploy.postprocess`; for
+R-CNN / Fast R-CNN, selective search with the metadata's ``proposals`` settings, see
+:mod:`kdet.models.rcnn.selective_search`) and returns the SavedModel contract's outputs as
+NumPy arrays.
 
 Example:
     >>> runtime = Runtime("yolo.onnx")  # doctest: +SKIP
@@ -27,6 +29,7 @@ from kdet.deploy.export import (
     SAVED_MODEL_METADATA,
     DeployError,
     contract_class_names,
+    proposal_settings,
     sidecar_path,
 )
 from kdet.deploy.postprocess import boxes_to_image, fit_image, select
@@ -40,6 +43,9 @@ class Runtime:
             SavedModel folder (a kdet serving SavedModel or a ``saved_model`` export).
         num_threads: intra-op threads for ONNX Runtime and LiteRT (default: the engine's
             own default). TensorFlow's thread pool is process-wide; it is left as it is.
+        proposals: for a proposal-taking (R-CNN) artifact, selective-search settings that
+            replace those of its metadata (a contract SavedModel has none: default
+            ``{"mode": "fast", "max_side": 300}``, as :class:`kdet.predict.Detector`).
 
     Attributes:
         format: ``"onnx"``, ``"litert"`` or ``"saved_model"``.
@@ -48,9 +54,15 @@ class Runtime:
     Raises:
         DeployError: naming the file and the problem (missing, truncated or corrupt
             file, missing metadata, unknown file type).
+        ValueError: ``proposals`` for an artifact that takes none.
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        num_threads: int | None = None,
+        proposals: dict | None = None,
+    ):
         self.path = Path(path)
         self.num_threads = num_threads
         if not self.path.exists():
@@ -69,6 +81,10 @@ class Runtime:
                 self.path, "unknown artifact type (expected .onnx, .tflite or a folder)"
             )
         self.class_names = list(self.metadata["class_names"])
+        if proposals is not None:
+            if "proposals" not in self.metadata:
+                raise ValueError(f"{self.path}: takes no proposals. Received: {proposals=}")
+            self.metadata["proposals"] = proposal_settings(proposals)
 
     # Loading -----------------------------------------------------------------------------
 
@@ -111,10 +127,9 @@ class Runtime:
         except Exception as err:
             raise DeployError(self.path, f"ONNX Runtime cannot load it: {err}") from err
         names = [o.name for o in session.get_outputs()]
-        input_name = session.get_inputs()[0].name
 
-        def run(feed):
-            return dict(zip(names, session.run(None, {input_name: feed}), strict=True))
+        def run(**feed):
+            return dict(zip(names, session.run(None, feed), strict=True))
 
         self._run = run
 
@@ -146,14 +161,8 @@ class Runtime:
         if len(signatures) != 1:  # pragma: no cover - kdet writes one
             raise DeployError(self.path, f"expected one signature, found {sorted(signatures)}")
         (signature,) = signatures
-        runner = interpreter.get_signature_runner(signature)
-        (key,) = signatures[signature]["inputs"]
-
-        def run(feed):
-            return runner(**{key: feed})
-
         self._interpreter_ref = interpreter
-        self._run = run
+        self._run = interpreter.get_signature_runner(signature)
 
     def _interpreter(self):
         """``ai_edge_litert``'s interpreter, else TensorFlow's (which links the Flex
@@ -197,17 +206,15 @@ class Runtime:
             raise DeployError(self.path, f"cannot load the SavedModel: {err}") from err
         extra = self.path / SAVED_MODEL_METADATA
         if "detect_image" in loaded.signatures:
-            names = contract_class_names(loaded.signatures["detect_image"], self.path)
+            signature = loaded.signatures["detect_image"]
+            names = contract_class_names(signature, self.path)
             self.metadata = {"kind": "contract", "class_names": names}
-            if "proposals" in loaded.signatures["detect_image"].structured_input_signature[1]:
-                raise DeployError(
-                    self.path,
-                    "not supported for proposal-taking models; use kdet.predict.Detector",
-                )
-            signature, key = loaded.signatures["detect_image"], "image"
+            if "proposals" in signature.structured_input_signature[1]:
+                stored = json.loads(extra.read_text()) if extra.exists() else {}
+                self.metadata["proposals"] = proposal_settings(stored.get("proposals"))
         elif "raw" in loaded.signatures and extra.exists():
             self.metadata = self._check_metadata(json.loads(extra.read_text()), extra)
-            signature, key = loaded.signatures["raw"], "images"
+            signature = loaded.signatures["raw"]
         else:
             raise DeployError(
                 self.path,
@@ -216,8 +223,11 @@ class Runtime:
             )
         self._loaded = loaded
 
-        def run(feed):
-            return {k: v.numpy() for k, v in signature(**{key: tf.constant(feed)}).items()}
+        def run(**feed):
+            return {
+                k: v.numpy()
+                for k, v in signature(**{k: tf.constant(v) for k, v in feed.items()}).items()
+            }
 
         self._run = run
 
@@ -234,12 +244,15 @@ class Runtime:
             )
         metadata = self.metadata
         if metadata["kind"] == "contract":
-            out = self._run(image)
+            feed = {"image": image}
+            if "proposals" in metadata:
+                feed["proposals"] = self.proposals(image)
+            out = self._run(**feed)
             boxes, scores, classes = (np.asarray(out[k]) for k in CONTRACT_OUTPUTS)
             boxes = boxes.astype(np.float32).reshape(-1, 4)
         else:
             batch, geometry = fit_image(image, metadata["input_size"], metadata["resize"])
-            out = self._run(batch)
+            out = self._run(images=batch)
             boxes, scores, classes = select(
                 out["boxes"],
                 out["scores"],
@@ -256,3 +269,13 @@ class Runtime:
             "classes": classes,
             "class_names": np.array([self.class_names[c] for c in classes], dtype=object),
         }
+
+    def proposals(self, image: np.ndarray) -> np.ndarray:
+        """Selective-search proposals of the RGB ``image`` with the metadata's settings, as
+        :class:`kdet.predict.Detector` computes them: float32 ``(N, 4)`` ``xyxy`` pixels."""
+        import cv2
+
+        from kdet.models.rcnn.selective_search import selective_search
+
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # OpenCV's colour strategies assume BGR
+        return selective_search(bgr, **self.metadata["proposals"])

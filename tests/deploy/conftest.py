@@ -54,3 +54,44 @@ def images():
         rng.integers(0, 256, (100, 70, 3), dtype=np.uint8),
         rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
     ]
+
+
+RCNN_CLASSES = ["cat", "dog"]
+
+
+@pytest.fixture(scope="session", params=["rcnn", "fast_rcnn"])
+def proposal_model(request, tmp_path_factory):
+    """``(family, SavedModel path)``: a tiny R-CNN or Fast R-CNN serving SavedModel (takes
+    ``proposals``), every detection kept (``score_threshold=0``)."""
+    from kdet.export import export_proposal_detector
+    from kdet.models import get_model
+    from kdet.models.rcnn.detector import RCNNDetector
+    from kdet.models.rcnn.fast_rcnn import FastRCNNDetector
+
+    keras.utils.set_random_seed(0)
+    if request.param == "rcnn":
+        model = get_model("rcnn_classifier", backbone="small_cnn", input_size=32, num_classes=2)
+        detector = RCNNDetector(model, score_threshold=0.0)
+    else:
+        model = get_model("fast_rcnn", backbone="small_cnn", image_size=64, num_classes=2)
+        detector = FastRCNNDetector(model, score_threshold=0.0)
+    path = tmp_path_factory.mktemp(request.param) / "saved_model"
+    export_proposal_detector(path, detector.detect_eager, RCNN_CLASSES, model)
+    return request.param, str(path)
+
+
+@pytest.fixture(scope="session")
+def retinanet():
+    """A tiny random KerasHub RetinaNet whose last box-head kernel is scaled by 0.01 (boxes
+    stay near their anchors, inside the image) and last class-head kernel by 0.05 (scores
+    around 0.5, not saturated at 1.0, where thousands of ties would make NMS pick by
+    float round-off)."""
+    from kdet.models.retinanet.builder import build_retinanet
+
+    keras.utils.set_random_seed(0)
+    model = build_retinanet(num_classes=2, image_size=64)
+    for head, scale in ((model.box_head, 0.01), (model.classification_head, 0.05)):
+        last = [layer for layer in head._flatten_layers() if isinstance(layer, keras.layers.Conv2D)]
+        kernel, bias = last[-1].get_weights()
+        last[-1].set_weights([kernel * scale, np.zeros_like(bias)])
+    return model

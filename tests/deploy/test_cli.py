@@ -169,8 +169,9 @@ def test_export_converts_a_model_path(box_experiment, tmp_path, monkeypatch, cap
 
 
 def test_export_of_a_family_that_cannot_convert_is_one_line(tmp_path, monkeypatch, capsys):
-    """R-CNN's SavedModel takes selective-search proposals: deploy refuses it. (Training and
-    evaluation are replaced by writing a tiny R-CNN SavedModel where evaluation would.)"""
+    """R-CNN's RoIs are cropped with CropAndResize, which LiteRT builtins lack: deploy refuses
+    that format. (Training and evaluation are replaced by writing a tiny R-CNN SavedModel
+    where evaluation would.)"""
     from kdet import experiment
     from tests.contract_exporters import export_rcnn
     from tests.runner_helpers import make_shapes
@@ -189,11 +190,12 @@ def test_export_of_a_family_that_cannot_convert_is_one_line(tmp_path, monkeypatc
 
     monkeypatch.setattr(experiment, "train", train)
     monkeypatch.setattr(experiment, "evaluate", evaluate)
-    assert cli.main(["export", "rcnn", "--data", "shapes", "--format", "onnx"]) == 1
+    assert cli.main(["export", "rcnn", "--data", "shapes", "--format", "litert"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith("kdet export: error: ") and "not supported for proposal-taking" in err
-    assert not (tmp_path / "data/models/rcnn_shapes/export/model.onnx").exists()
+    assert err.startswith("kdet export: error: ")
+    assert "format 'litert': not supported for R-CNN" in err and "CropAndResize" in err
+    assert not (tmp_path / "data/models/rcnn_shapes/export/model.tflite").exists()
 
 
 def test_export_requests_are_checked_before_any_work(tmp_path, capsys):

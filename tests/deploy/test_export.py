@@ -170,14 +170,39 @@ def test_bad_requests_raise(single_box, tmp_path):
         deploy.export(single_box[1], tmp_path / "m.tflite", format="litert", quantize="int8")
     with pytest.raises(ValueError, match="must end in .onnx"):
         deploy.export(single_box[1], tmp_path / "m.tflite", format="onnx")
+    with pytest.raises(ValueError, match="saved_model: takes no proposals"):
+        deploy.export(single_box[1], tmp_path / "m.onnx", proposals={"mode": "fast"})
+    with pytest.raises(ValueError, match="takes no proposals"):
+        deploy.Runtime(single_box[1], proposals={"mode": "fast"})
 
 
-def test_proposal_models_are_not_supported(tmp_path):
-    from tests.contract_exporters import export_rcnn
+def test_rcnn_onnx_takes_proposals_and_matches_the_detector(proposal_model, images, tmp_path):
+    """R-CNN / Fast R-CNN to ONNX: proposals stay an input, the runtime computes them as
+    kdet.predict.Detector does, and answers like the SavedModel (1 px, 1e-3)."""
+    from kdet.predict import Detector
 
-    export_rcnn(tmp_path / "rcnn")
-    with pytest.raises(deploy.DeployError, match="rcnn: not supported for proposal-taking"):
-        deploy.export(tmp_path / "rcnn", tmp_path / "rcnn.onnx")
+    _, saved_model = proposal_model
+    path = deploy.export(saved_model, tmp_path / "m.onnx", proposals={"mode": "single"})
+    runtime = deploy.Runtime(path)
+    assert runtime.metadata["proposals"] == {"mode": "single", "max_side": 300}
+    detector = Detector(saved_model, proposal_options={"mode": "single"})
+    same_settings = deploy.Runtime(saved_model, proposals={"mode": "single"})
+    for image in images:
+        expected = detector(image)
+        assert len(expected["boxes"]) > 0
+        for got in (runtime(image), same_settings(image)):
+            assert len(got["boxes"]) == len(expected["boxes"])
+            np.testing.assert_allclose(got["boxes"], expected["boxes"], atol=1.0)
+            np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-3)
+            np.testing.assert_array_equal(got["classes"], expected["classes"])
+            assert list(got["class_names"]) == expected["class_names"]
+
+
+def test_rcnn_litert_is_refused_naming_the_op(proposal_model, tmp_path):
+    family, saved_model = proposal_model
+    with pytest.raises(deploy.DeployError, match="Select TF ops CropAndResize"):
+        deploy.export(saved_model, tmp_path / "m.tflite", format="litert")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_benchmark_reports_every_artifact(single_box, images, tmp_path):
@@ -188,3 +213,31 @@ def test_benchmark_reports_every_artifact(single_box, images, tmp_path):
     assert [r["format"] for r in rows] == ["saved_model", "onnx"]
     assert all(r["latency_p90_ms"] >= r["latency_ms"] > 0 and r["size_bytes"] > 0 for r in rows)
     assert "median ms" in deploy.format_table(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("format", "name"), [("onnx", "r.onnx"), ("litert", "r.tflite")])
+def test_retinanet_raw_exports_match_its_eager_decoder(retinanet, images, tmp_path, format, name):
+    """RetinaNet's raw graph (network + box decoding, NMS in the runtime) answers like
+    KerasHub's decoder run eagerly, as kdet's evaluation runs it. (The SavedModel traces
+    that NMS into its graph, where it keeps a few more boxes: 96 vs 93 of 100 on the
+    64x64 image here, same inputs; the contract SavedModel itself converts to neither.)"""
+    import tensorflow as tf
+
+    from kdet.models.retinanet.evaluate import make_detect_fn
+
+    detect = make_detect_fn(retinanet, confidence_threshold=0.0)
+    path = deploy.export(
+        retinanet,
+        tmp_path / name,
+        format=format,
+        class_names=YOLO_CLASSES,
+        confidence_threshold=0.0,
+    )
+    runtime = deploy.Runtime(path)
+    assert runtime.metadata["resize"] == "letterbox" and runtime.metadata["nms"]
+    for image in images:
+        expected = {k: v.numpy() for k, v in detect(tf.constant(image)).items()}
+        expected["class_names"] = [YOLO_CLASSES[c].encode() for c in expected["classes"]]
+        assert len(expected["boxes"]) > 0
+        assert_same_detections(expected, runtime(image))

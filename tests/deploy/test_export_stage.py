@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from kdet import experiment, tracking
+from kdet import deploy, experiment, tracking
 from kdet.deploy import artifacts
 from kdet.deploy.artifacts import EXPORT_FILE, PLOT_COLUMNS, PLOT_FILE, export_step
 from kdet.experiment import Experiment, Layout
@@ -88,34 +88,73 @@ def test_export_step_writes_scores_and_logs_every_artifact(tmp_path, monkeypatch
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
 
+def fake_evaluated(root: Path, name: str, family: str, export) -> Experiment:
+    """An experiment whose training and evaluation are replaced by an MLflow run and a tiny
+    untrained SavedModel written by ``export(path)``."""
+    layout = Layout(root)
+    exp = Experiment.from_row(name, tiny_row(family, "shapes", root))
+    class_names = export(layout.saved_model(name))
+    with tracking.start_run("shapes", run_name=name) as started:
+        pass
+    layout.train_dir(name).mkdir(parents=True)
+    info = {"run_id": started.info.run_id, "class_names": class_names}
+    (layout.train_dir(name) / experiment.RUN_FILE).write_text(json.dumps(info))
+    return exp
+
+
 def test_a_family_that_cannot_convert_records_why(tmp_path):
-    """R-CNN takes selective-search proposals: no artifact, no failure, the reason written
-    where the artifacts and the metrics would be and logged to the run. (Training and
-    evaluation are replaced by an MLflow run and a tiny R-CNN SavedModel.)"""
-    from tests.contract_exporters import export_rcnn
+    """The sliding window converts to nothing: no artifact, no failure, the reason written
+    where the artifacts and the metrics would be and logged to the run."""
+    from tests.contract_exporters import export_sliding_window
 
     layout = Layout(tmp_path)
-    exp = Experiment.from_row("rcnn_x", tiny_row("rcnn", "shapes", tmp_path))
-    export_rcnn(layout.saved_model("rcnn_x"))
-    with tracking.start_run("shapes", run_name="rcnn_x") as started:
-        pass
-    layout.train_dir("rcnn_x").mkdir(parents=True)
-    info = {"run_id": started.info.run_id, "class_names": ["raccoon"]}
-    (layout.train_dir("rcnn_x") / experiment.RUN_FILE).write_text(json.dumps(info))
+    exp = fake_evaluated(tmp_path, "sw_x", "sliding_window", export_sliding_window)
 
     metrics = export_step(exp, root=tmp_path, formats=["onnx", "litert"], **TIMING)
 
     assert metrics["exported"] is False
-    assert "not supported for proposal-taking models" in metrics["reason"]
-    folder = layout.export_dir("rcnn_x")
+    assert metrics["reason"].startswith("onnx: not supported for the sliding-window detector")
+    folder = layout.export_dir("sw_x")
     assert [p.name for p in folder.iterdir()] == [EXPORT_FILE]
     assert json.loads((folder / EXPORT_FILE).read_text()) == metrics
-    assert json.loads(layout.export_metrics("rcnn_x").read_text()) == metrics
-    assert (layout.plots("rcnn_x") / PLOT_FILE).read_text().strip() == ",".join(PLOT_COLUMNS)
-    assert logged_files(started.info.run_id) == {f"export/{EXPORT_FILE}"}
+    assert json.loads(layout.export_metrics("sw_x").read_text()) == metrics
+    assert (layout.plots("sw_x") / PLOT_FILE).read_text().strip() == ",".join(PLOT_COLUMNS)
+    assert logged_files(run_id(tmp_path, "sw_x")) == {f"export/{EXPORT_FILE}"}
     # kdet export (the command line) refuses the same family before any conversion
-    with pytest.raises(artifacts.DeployError, match="not supported for proposal-taking"):
+    with pytest.raises(artifacts.DeployError, match="format 'onnx': not supported"):
         artifacts.export_experiment(exp, root=tmp_path, formats=["onnx"])
+
+
+@pytest.mark.slow  # 43 s here: selective search over 12 images, twice
+def test_rcnn_exports_onnx_scored_with_its_proposals_and_refuses_litert(tmp_path):
+    """R-CNN: the ONNX file (selective search moved to the runtime, with the row's
+    proposal settings) scores as the SavedModel does and is logged as a pyfunc model;
+    LiteRT is refused with the reason, the rest of the stage goes on."""
+    from tests.contract_exporters import export_rcnn
+
+    make_shapes(tmp_path, "shapes", num_images=12)
+    exp = fake_evaluated(tmp_path, "rcnn_x", "rcnn", export_rcnn)
+    exp.train["proposals"]["mode"] = "single"
+
+    metrics = export_step(exp, root=tmp_path, formats=["onnx", "litert"], **TIMING)
+
+    assert metrics["exported"] is True
+    assert list(metrics["refused"]) == ["litert"]
+    assert "CropAndResize" in metrics["refused"]["litert"]
+    scores = metrics["artifacts"]
+    assert list(scores) == ["saved_model", "onnx"]
+    assert scores["onnx"]["mAP50"] == pytest.approx(scores["saved_model"]["mAP50"], abs=0.005)
+    onnx_file = Path(tmp_path) / scores["onnx"]["file"]
+    settings = exp.train["proposals"]
+    assert deploy.Runtime(onnx_file).metadata["proposals"] == {
+        "mode": "single",
+        "max_side": settings["max_side"],
+        "seed": settings["seed"],
+    }
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id(tmp_path, 'rcnn_x')}/detector_onnx")
+    assert model.metadata.signature.inputs.input_names() == ["image"]
+    with pytest.raises(artifacts.DeployError, match="format 'litert': not supported for R-CNN"):
+        artifacts.export_experiment(exp, root=tmp_path, formats=["litert"])
 
 
 @pytest.mark.parametrize(

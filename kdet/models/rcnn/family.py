@@ -126,11 +126,14 @@ class RCNNFamily(Family):
         "train": {**CLASSIFIER_DEFAULTS, "proposals": PROPOSAL_DEFAULTS},
         "evaluate": DETECTOR_DEFAULTS,
     }
-    deploy_refusal = (
-        "not supported for proposal-taking models (R-CNN / Fast R-CNN take selective-search "
-        "proposals, OpenCV code outside the graph): no ONNX / LiteRT export; serve the "
-        "SavedModel with kdet.predict.Detector"
-    )
+    deploy_refusals = {
+        "litert": (
+            "not supported for R-CNN / Fast R-CNN: tf.image.crop_and_resize (R-CNN's crops, "
+            "Fast R-CNN's RoIAlign) has no TFLite builtin kernel, only the Select TF op "
+            "CropAndResize, which the ai_edge_litert interpreter cannot run; export ONNX, "
+            "or serve the SavedModel with kdet.predict.Detector"
+        )
+    }
 
     #: the training function (records, proposals, **options) -> (model, info)
     fit_model = staticmethod(train_rcnn_classifier)
@@ -159,6 +162,10 @@ class RCNNFamily(Family):
         }
         accuracy = history.get(f"val_{self.accuracy_key}", history[self.accuracy_key])[-1]
         return {"final_loss": history["loss"][-1], "class_accuracy": accuracy, **crops}
+
+    def proposal_settings(self, train_options):
+        settings = train_options["proposals"]
+        return {key: settings[key] for key in ("mode", "max_side", "seed")}
 
     def detector(self, model, **options):
         """The detector object the evaluation runs (image + proposals -> detections)."""
@@ -226,11 +233,15 @@ class SlidingWindowFamily(RCNNFamily):
             "batch_size": 256,
         },
     }
-    deploy_refusal = (
+    deploy_refusals = dict.fromkeys(
+        ("onnx", "litert"),
         "not supported for the sliding-window detector: its image pyramid of windows is a "
         "TensorList while loop that neither ONNX (tf2onnx) nor LiteRT builtin ops hold; "
-        "serve the SavedModel with kdet.predict.Detector"
+        "serve the SavedModel with kdet.predict.Detector",
     )
+
+    def proposal_settings(self, train_options):
+        return None  # windows, not proposals
 
     def train(self, records, *, train_dir, init_dir, **kwargs):
         """Train the window classifier, or take it from the R-CNN experiment ``init_dir``."""

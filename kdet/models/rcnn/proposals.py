@@ -1,9 +1,10 @@
 """Region proposals with OpenCV's selective search, computed once and reused.
 
-Selective search (``cv2.ximgproc.segmentation``, OpenCV contrib) runs on the CPU outside
-any TensorFlow graph. It is slow at full size (seconds per image), so it can search a
-copy of the image shrunk to ``max_side`` pixels on its longest side and scale the boxes
-back, and :func:`propose_records` spreads images over processes. Proposals are saved
+Selective search (``cv2.ximgproc.segmentation``, OpenCV contrib, in
+:mod:`kdet.models.rcnn.selective_search`) runs on the CPU outside any TensorFlow graph. It
+is slow at full size (seconds per image), so it can search a copy of the image shrunk to
+``max_side`` pixels on its longest side and scale the boxes back, and
+:func:`propose_records` spreads images over processes. Proposals are saved
 as one ``.npz`` (one array per image) that training, evaluation and benchmarks share.
 
 Example:
@@ -17,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import multiprocessing
 import os
@@ -30,67 +30,7 @@ import numpy as np
 from kdet.bounding_box import compute_iou
 from kdet.datasets.records import RecordSet
 from kdet.errors import ImageError
-
-MODES = ("fast", "quality", "single")
-
-
-def selective_search(
-    image: np.ndarray,
-    *,
-    mode: str = "fast",
-    max_side: int | None = None,
-    max_proposals: int | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Selective-search proposals for one image.
-
-    Args:
-        image: ``uint8 (H, W, 3)`` image, BGR as ``cv2.imread`` returns it (OpenCV's
-            colour-space strategies assume BGR).
-        mode: ``"fast"``, ``"quality"`` (OpenCV's two strategies) or ``"single"`` (one
-            graph segmentation, the cheapest).
-        max_side: search on a copy shrunk so its longest side is at most this many
-            pixels, then scale the boxes back; ``None`` searches at full size.
-        max_proposals: keep only the first proposals in OpenCV's order; ``None`` keeps all.
-        seed: seeds the random ranking of the proposals, so the same image gives the
-            same proposals in any process.
-
-    Returns:
-        float32 ``(N, 4)`` boxes, absolute-pixel ``xyxy`` in ``image``'s pixels, in
-        OpenCV's order (larger, more object-like regions come first on average).
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(
-            f"image must be uint8 (H, W, 3). Received: shape={image.shape}, dtype={image.dtype}"
-        )
-    height, width = image.shape[:2]
-    factor = 1.0
-    if max_side is not None and max(height, width) > max_side:
-        factor = max_side / max(height, width)
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    search.setBaseImage(image)
-    {
-        "fast": search.switchToSelectiveSearchFast,
-        "quality": search.switchToSelectiveSearchQuality,
-        "single": search.switchToSingleStrategy,
-    }[mode]()
-    _seed_c_rand(seed)
-    rects = np.asarray(search.process(), np.float32).reshape(-1, 4)
-    if max_proposals is not None:
-        rects = rects[:max_proposals]
-    boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / factor
-    return np.minimum(boxes, [width, height, width, height]).astype(np.float32)
-
-
-def _seed_c_rand(seed: int) -> None:
-    """Seed C's ``rand()``: OpenCV's selective search ranks regions with ``std::rand``
-    (``cv2.setRNGSeed`` does not reach it), so without this the order of the
-    proposals depends on what the process did before."""
-    ctypes.CDLL(None).srand(ctypes.c_uint(seed))
+from kdet.models.rcnn.selective_search import selective_search
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

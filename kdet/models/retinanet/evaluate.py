@@ -5,6 +5,10 @@ Decoding is KerasHub's (anchor deltas -> boxes with ``keras.utils.bounding_boxes
 threshold for evaluation (complete PR curves), the export's own for serving. Scores are
 kdet's COCO-style :func:`kdet.metrics.evaluate_detections` in original image pixels.
 
+ONNX and LiteRT cannot hold the SavedModel's NMS (``Bitcast`` / ``BitwiseAnd`` in
+KerasHub's ``non_max_suppression``): :func:`raw_detector` is the graph without it that
+:func:`kdet.deploy.export` converts, NMS done by :class:`kdet.deploy.Runtime`.
+
 Example:
     >>> result, predictions = evaluate_retinanet(model, records.split("test"))  # doctest: +SKIP
     >>> export_retinanet(model, "saved_model", records.class_names)  # doctest: +SKIP
@@ -31,6 +35,9 @@ from kdet.models.retinanet.inputs import (
     original_sizes,
 )
 
+#: the served decoder's settings (the SavedModel's, and a raw export's default)
+EXPORT_DECODER = {"confidence_threshold": 0.25, "iou_threshold": 0.5, "max_detections": 100}
+
 
 def make_decoder(
     model,
@@ -51,6 +58,13 @@ def make_decoder(
 def detect_batch(model, images, decoder) -> dict:
     """Raw ``0..255`` images ``(B, H, W, 3)`` -> decoded detections (model's box format):
     ``{"boxes", "confidence", "labels", "num_detections"}``."""
+    boxes, logits = decode_batch(model, images)
+    return decoder(boxes, logits, images=images)
+
+
+def decode_batch(model, images):
+    """Raw ``0..255`` images ``(B, H, W, 3)`` -> every anchor's box (model's box format)
+    ``(B, A, 4)`` and class logits ``(B, A, C)``, before NMS."""
     inputs = images if model.preprocessor is None else model.preprocessor(images)
     raw = model(inputs, training=False)
     height, width, channels = ops.shape(images)[1:]
@@ -64,7 +78,7 @@ def detect_batch(model, images, decoder) -> dict:
         box_format=model.bounding_box_format,
         image_shape=(height, width, channels),
     )
-    return decoder(boxes, ops.cast(raw["cls_logits"], "float32"), images=images)
+    return boxes, ops.cast(raw["cls_logits"], "float32")
 
 
 def predict_records(
@@ -105,8 +119,7 @@ def make_detect_fn(model, image_size=None, **decoder_options):
     """``uint8 (H, W, 3) -> {"boxes" xyxy pixels, "scores", "classes"}`` in TF ops: the
     image fitted to ``image_size`` (default: the model's input size; aspect ratio kept),
     decoded and NMS-filtered, boxes mapped back to its pixels."""
-    options = {"confidence_threshold": 0.25, "iou_threshold": 0.5, "max_detections": 100}
-    decoder = make_decoder(model, **{**options, **decoder_options})
+    decoder = make_decoder(model, **{**EXPORT_DECODER, **decoder_options})
     size = tuple(image_size or model.input_shape[1:3])
 
     def detect(image):
@@ -143,3 +156,34 @@ def export_retinanet(
         )
     detect = make_detect_fn(model, **decoder_options)
     return export_detector(path, detect, class_names, trackable=model)
+
+
+def raw_detector(model, *, confidence_threshold=None, iou_threshold=None, max_detections=None):
+    """The network plus box decoding of an ``xyxy`` ``RetinaNetObjectDetector``, without
+    NMS, for :func:`kdet.deploy.export` (ONNX, LiteRT).
+
+    Returns:
+        ``(raw, num_classes, settings)``: ``raw(images (1, H, W, 3) float32 0..255)`` gives
+        ``{"boxes": (A, 4) xyxy in model-input pixels, "scores": (A, C) sigmoid}``;
+        ``settings`` are the caller-side steps (letterbox resize, NMS thresholds; default
+        :data:`EXPORT_DECODER`).
+
+    Example:
+        >>> raw, num_classes, settings = raw_detector(model)  # doctest: +SKIP
+        >>> settings["resize"], settings["nms"]  # doctest: +SKIP
+        ('letterbox', True)
+    """
+    if model.bounding_box_format != "xyxy":
+        raise ValueError(f"expected an xyxy model. Received: {model.bounding_box_format=}")
+
+    def raw(images):
+        boxes, logits = decode_batch(model, images)
+        return {"boxes": boxes[0], "scores": tf.sigmoid(logits[0])}
+
+    given = {
+        "confidence_threshold": confidence_threshold,
+        "iou_threshold": iou_threshold,
+        "max_detections": max_detections,
+    }
+    nms = {k: EXPORT_DECODER[k] if v is None else v for k, v in given.items()}
+    return raw, model.num_classes, {"resize": "letterbox", "nms": True, **nms}

@@ -101,6 +101,13 @@ class RetinaNetFamily(Family):
             pr_result=result,
         )
 
+    def deploy_source(self, *, train_dir, saved_model, class_names, options):
+        # The SavedModel's KerasHub NMS converts to neither ONNX (Bitcast, BitwiseAnd) nor
+        # LiteRT builtins: deploy the Keras model's raw graph, with the SavedModel's NMS
+        # settings for kdet.deploy.Runtime.
+        model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
+        return model, {"class_names": list(class_names), **options["export_decoder"]}
+
 
 def _init_preset(init_dir: Path, train_dir: Path) -> str:
     """The ``init_from`` experiment's model as a KerasHub preset folder (its backbone,
