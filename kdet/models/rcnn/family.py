@@ -11,7 +11,7 @@ R-CNN's classifier trains by ``labelling: paper`` (Girshick et al. 2014: IoU >= 
 positives, hard and random background, per-class box regression) or ``labelling:
 tutorial`` (the tutorial's rule, classification only); its detector serves the score
 threshold with the best F1 on the validation images held out in training
-(``pick_threshold``), recorded as the ``operating_threshold`` metric.
+(``threshold_on_validation``), recorded as the ``operating_threshold`` metric.
 
 Example:
     >>> from kdet.families import get_family
@@ -146,13 +146,13 @@ def _validation_records(records: RecordSet, train_dir: Path) -> RecordSet:
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no list of validation images to pick the score threshold on; retrain, "
-            "or set evaluate.pick_threshold: false"
+            "or set evaluate.threshold_on_validation: false"
         )
     names = set(json.loads(path.read_text()))
     if not names:
         raise ValueError(
-            "evaluate.pick_threshold: true needs validation images; set "
-            "train.validation_fraction above 0 (it is 0), or pick_threshold: false"
+            "evaluate.threshold_on_validation: true needs validation images; set "
+            "train.validation_fraction above 0 (it is 0), or threshold_on_validation: false"
         )
     held_out = [r for r in records.split("train").records if r.image in names]
     return dataclasses.replace(records.split("train"), records=held_out)
@@ -173,12 +173,12 @@ class RCNNFamily(Family):
     defaults = {
         "train": {**CLASSIFIER_DEFAULTS, "proposals": PROPOSAL_DEFAULTS},
         # score_threshold: the evaluation's floor; the SavedModel serves the threshold
-        # picked on the validation images (pick_threshold: true) or this one.
+        # picked on the validation images (threshold_on_validation: true) or this one.
         "evaluate": {
             **DETECTOR_DEFAULTS,
             "score_threshold": 0.05,
             "regress": True,
-            "pick_threshold": True,
+            "threshold_on_validation": True,
         },
     }
     deploy_refusal = (
@@ -222,9 +222,9 @@ class RCNNFamily(Family):
         return RCNNDetector(model, **options)
 
     def evaluate(
-        self, records, *, train_dir, saved_model, pick_threshold=False, **options
+        self, records, *, train_dir, saved_model, threshold_on_validation=False, **options
     ) -> Evaluation:
-        """mAP at ``score_threshold`` on the test split; with ``pick_threshold``, the
+        """mAP at ``score_threshold`` on the test split; with ``threshold_on_validation``, the
         SavedModel serves the threshold with the best F1 on the validation images."""
         model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
         detector = self.detector(model, **options)
@@ -233,7 +233,7 @@ class RCNNFamily(Family):
             detector, records.split("test"), proposals=proposals, proposal_seconds=seconds
         )
         served, extra = detector, {}
-        if pick_threshold:
+        if threshold_on_validation:
             held_out = _validation_records(records, train_dir)
             picked, f1 = pick_score_threshold(
                 evaluate_detector(detector, held_out, proposals=proposals), held_out
