@@ -126,9 +126,12 @@ def classify_regions(
     Args:
         classifier, image, boxes, crop_size, batch_size: see :func:`region_outputs`.
         class_output: for a classifier with several outputs, the name of the one holding
-            the class probabilities (default ``"class_label"``).
+            the class probabilities (default ``"class_label"``); a single output is used
+            whatever its name.
     """
     outputs = region_outputs(classifier, image, boxes, crop_size=crop_size, batch_size=batch_size)
+    if len(outputs) == 1:
+        return next(iter(outputs.values()))
     return outputs[class_output or "class_label"]
 
 
