@@ -16,7 +16,10 @@ def export_rcnn(path) -> list[str]:
     from kdet.models import get_model
     from kdet.models.rcnn.detector import RCNNDetector
 
-    classifier = get_model("rcnn_classifier", backbone="small_cnn", input_size=32)
+    # the family's default (labelling: paper) classifier, with per-class box regression
+    classifier = get_model(
+        "rcnn_classifier", backbone="small_cnn", input_size=32, box_regression=True
+    )
     detector = RCNNDetector(classifier, **_rcnn_options())
     export_proposal_detector(path, detector.detect_eager, ["raccoon"], classifier)
     return ["raccoon"]

@@ -35,8 +35,7 @@ def tiny_options(family: str, root: Path) -> dict:
         "input_size": 32,
         "epochs": 1,
         "batch_size": 16,
-        "max_positives": 4,
-        "max_negatives": 4,
+        "paper": {"max_positives": 4, "max_negatives": 12},
         "augment": False,
         "proposals": proposals(root),
     }

@@ -65,6 +65,16 @@ CASES = [
         "experiments.x.train.backbone: 'resnet' is not allowed: one of 'vgg16', 'mobilenet_v2'",
     ),
     (
+        "unknown R-CNN labelling rule",
+        row("rcnn", train={"labelling": "papers"}),
+        "experiments.x.train.labelling: 'papers' is not allowed: one of 'paper', 'tutorial'",
+    ),
+    (
+        "a paper-rule fraction outside [0, 1] (nested)",
+        row("rcnn", train={"paper": {"hard_negative_fraction": 2}}),
+        "experiments.x.train.paper.hard_negative_fraction: 2 is not allowed: a number in [0, 1]",
+    ),
+    (
         "unknown YOLOv8 size",
         row(train={"backbone_size": "xxl"}),
         "experiments.x.train.backbone_size: 'xxl' is not allowed: one of",

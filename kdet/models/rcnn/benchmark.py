@@ -36,7 +36,8 @@ def tutorial_detect(
     iou_threshold: float = 0.3,
     max_detections: int = 20,
 ) -> dict[str, np.ndarray]:
-    """The R-CNN tutorial's inference on one RGB ``uint8`` image.
+    """The R-CNN tutorial's inference on one RGB ``uint8`` image (proposals as they are:
+    a classifier's box regression, if it has one, is not applied).
 
     ``crop_size`` defaults to the classifier's input side (224 in the tutorial).
     """
@@ -49,6 +50,8 @@ def tutorial_detect(
         crops.append(cv2.resize(crop, (crop_size, crop_size), interpolation=cv2.INTER_CUBIC))
     batch = np.asarray(crops, np.float32).reshape(-1, crop_size, crop_size, 3)
     probs = classifier.predict_on_batch(batch) if len(batch) else np.zeros((0, 2), np.float32)
+    if isinstance(probs, dict):  # a classifier with box regression: the tutorial has none
+        probs = probs["class_label"]
     out = select_detections(
         boxes,
         np.asarray(probs)[:, 1:],

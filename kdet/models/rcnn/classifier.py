@@ -4,12 +4,18 @@ The head is the R-CNN tutorial's: ``AveragePooling2D(7x7) -> Flatten -> Dense(12
 relu) -> Dropout(0.5) -> Dense(num_classes + 1, softmax)``, class 0 being background.
 The pooling window is the feature map's size when that is under 7x7 (small inputs), so
 the pooling is global either way. The model takes raw pixels (float ``0..255``) and
-normalises them itself, so detectors feed it crops as they are.
+normalises them itself, so detectors feed it crops as they are. With
+``box_regression=True`` (R-CNN as in the paper) a linear ``box_delta`` layer beside the
+classifier predicts per-class box corrections of the crop (see
+:mod:`kdet.models.rcnn.box_coder`).
 
 Example:
     >>> model = build_rcnn_classifier(num_classes=1, backbone="small_cnn", input_size=64)
     >>> model.output_shape
     (None, 2)
+    >>> model = build_rcnn_classifier(backbone="small_cnn", input_size=64, box_regression=True)
+    >>> sorted(model.output_names)
+    ['box_delta', 'class_label']
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ def build_rcnn_classifier(
     trainable_blocks="all",
     dense_units: int = 128,
     dropout: float = 0.5,
+    box_regression: bool = False,
 ) -> keras.Model:
     """Build the R-CNN region classifier.
 
@@ -52,11 +59,14 @@ def build_rcnn_classifier(
         trainable_blocks: passed to :func:`build_backbone`.
         dense_units: width of the hidden dense layer.
         dropout: dropout rate before the classifier.
+        box_regression: add the per-class box-regression output.
 
     Returns:
         A ``keras.Model`` from float ``(B, input_size, input_size, 3)`` pixels in
         ``0..255`` to softmax probabilities ``(B, num_classes + 1)`` (layer
-        ``class_label``).
+        ``class_label``); with ``box_regression``, to ``{"class_label": ..., "box_delta":
+        (B, num_classes, 4)}`` (deltas as in
+        :func:`kdet.models.rcnn.box_coder.encode_box_deltas`).
     """
     if backbone not in _NORMALISATION:
         raise ValueError(
@@ -80,4 +90,9 @@ def build_rcnn_classifier(
     outputs = keras.layers.Dense(
         num_classes + 1, activation="softmax", dtype="float32", name="class_label"
     )(x)
-    return keras.Model(inputs, outputs, name=f"rcnn_classifier_{backbone}")
+    name = f"rcnn_classifier_{backbone}"
+    if not box_regression:
+        return keras.Model(inputs, outputs, name=name)
+    deltas = keras.layers.Dense(4 * num_classes, dtype="float32", name="box_delta_flat")(x)
+    deltas = keras.layers.Reshape((num_classes, 4), name="box_delta")(deltas)
+    return keras.Model(inputs, {"class_label": outputs, "box_delta": deltas}, name=name)

@@ -2,8 +2,9 @@
 
 Selective search runs outside the graph (OpenCV, :mod:`kdet.models.rcnn.proposals`);
 everything after it runs in TensorFlow: the proposals are cropped and resized with
-``tf.image.crop_and_resize`` (no Python loop per crop), classified in one batch, scored
-per class, thresholded and suppressed class by class.
+``tf.image.crop_and_resize`` (no Python loop per crop), classified in one batch, moved
+by the classifier's box regression of their best class (when it has one), thresholded
+and suppressed class by class.
 
 Example:
     >>> import numpy as np
@@ -22,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from kdet.bounding_box import non_max_suppression
+from kdet.models.rcnn.box_coder import decode_box_deltas
 
 
 def normalised_crop_boxes(boxes: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:
@@ -54,6 +56,62 @@ def crop_regions(image: tf.Tensor, boxes: tf.Tensor, crop_size: int) -> tf.Tenso
     )
 
 
+def region_outputs(
+    classifier: keras.Model,
+    image: tf.Tensor,
+    boxes: tf.Tensor,
+    *,
+    crop_size: int,
+    batch_size: int | None = None,
+) -> dict[str, tf.Tensor]:
+    """Every output of ``classifier`` for every region of one image, float32.
+
+    Args:
+        classifier: crops ``(B, s, s, 3)`` in ``0..255`` -> class probabilities, or a dict
+            of outputs (e.g. ``{"class_label", "box_delta"}``).
+        image: ``(H, W, 3)`` image.
+        boxes: ``(N, 4)`` xyxy pixels.
+        crop_size: the classifier's input side.
+        batch_size: classify at most this many crops at once (bounds memory for
+            thousands of windows); ``None`` classifies all of them in one batch.
+
+    Returns:
+        The classifier's outputs for the ``N`` regions, as a dict; a single-output
+        classifier's output is named ``"class_label"``.
+    """
+
+    def run(crops):
+        out = classifier(crops, training=False)
+        out = out if isinstance(out, dict) else {"class_label": out}
+        return {name: tf.cast(value, tf.float32) for name, value in out.items()}
+
+    boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), (-1, 4))
+    if batch_size is None:
+        return run(crop_regions(image, boxes, crop_size))
+    shapes = classifier.output
+    shapes = (
+        {n: t.shape for n, t in shapes.items()}
+        if isinstance(shapes, dict)
+        else {"class_label": shapes.shape}
+    )
+    arrays = {
+        name: tf.TensorArray(
+            tf.float32,
+            size=0,
+            dynamic_size=True,
+            infer_shape=False,
+            element_shape=tf.TensorShape([None, *shape[1:]]),
+        )
+        for name, shape in shapes.items()
+    }
+    for start in tf.range(0, tf.shape(boxes)[0], batch_size):
+        out = run(crop_regions(image, boxes[start : start + batch_size], crop_size))
+        arrays = {
+            name: array.write(start // batch_size, out[name]) for name, array in arrays.items()
+        }
+    return {name: array.concat() for name, array in arrays.items()}
+
+
 def classify_regions(
     classifier: keras.Model,
     image: tf.Tensor,
@@ -66,42 +124,15 @@ def classify_regions(
     """Class probabilities ``(N, C)`` of every region of one image.
 
     Args:
-        classifier: crops ``(B, s, s, 3)`` in ``0..255`` -> class probabilities (or a dict
-            of outputs, see ``class_output``).
-        image: ``(H, W, 3)`` image.
-        boxes: ``(N, 4)`` xyxy pixels.
-        crop_size: the classifier's input side.
-        batch_size: classify at most this many crops at once (bounds memory for
-            thousands of windows); ``None`` classifies all of them in one batch.
+        classifier, image, boxes, crop_size, batch_size: see :func:`region_outputs`.
         class_output: for a classifier with several outputs, the name of the one holding
-            the class probabilities (e.g. ``"class_label"``).
+            the class probabilities (default ``"class_label"``); a single output is used
+            whatever its name.
     """
-
-    def classify(crops):
-        out = classifier(crops, training=False)
-        if isinstance(out, dict):
-            out = out[class_output or "class_label"]
-        return tf.cast(out, tf.float32)
-
-    boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), (-1, 4))
-    if batch_size is None:
-        return classify(crop_regions(image, boxes, crop_size))
-    num = tf.shape(boxes)[0]
-    num_outputs = classifier.output_shape
-    if isinstance(num_outputs, dict):
-        num_outputs = num_outputs[class_output or "class_label"]
-    num_outputs = num_outputs[-1]
-    probs = tf.TensorArray(
-        tf.float32,
-        size=0,
-        dynamic_size=True,
-        infer_shape=False,
-        element_shape=tf.TensorShape([None, num_outputs]),
-    )
-    for start in tf.range(0, num, batch_size):
-        crops = crop_regions(image, boxes[start : start + batch_size], crop_size)
-        probs = probs.write(start // batch_size, classify(crops))
-    return probs.concat()
+    outputs = region_outputs(classifier, image, boxes, crop_size=crop_size, batch_size=batch_size)
+    if len(outputs) == 1:
+        return next(iter(outputs.values()))
+    return outputs[class_output or "class_label"]
 
 
 def select_detections(
@@ -151,13 +182,17 @@ class RCNNDetector:
 
     Args:
         classifier: a region classifier, e.g. ``get_model("rcnn_classifier", ...)``:
-            crops in ``0..255`` -> probabilities with background at index 0.
+            crops in ``0..255`` -> probabilities with background at index 0, or
+            ``{"class_label": ..., "box_delta": (B, C, 4)}`` with per-class box
+            corrections (``box_regression=True``).
         crop_size: crop side; default: the classifier's input side.
         score_threshold: minimum class probability of a detection.
         iou_threshold: class-wise NMS overlap above which the weaker box is dropped.
         max_detections: most detections per image.
         max_proposals: use only the first proposals; ``None`` uses all.
-        batch_size: see :func:`classify_regions`.
+        batch_size: see :func:`region_outputs`.
+        regress: move each proposal by the box correction of its best class, when the
+            classifier predicts them (``False`` keeps the proposals).
     """
 
     def __init__(
@@ -170,6 +205,7 @@ class RCNNDetector:
         max_detections: int = 20,
         max_proposals: int | None = None,
         batch_size: int | None = None,
+        regress: bool = True,
     ):
         self.classifier = classifier
         self.crop_size = crop_size or int(classifier.input_shape[1])
@@ -178,6 +214,7 @@ class RCNNDetector:
         self.max_detections = max_detections
         self.max_proposals = max_proposals
         self.batch_size = batch_size
+        self.regress = regress
         self.detect = tf.function(
             self.detect_eager,
             input_signature=[
@@ -194,16 +231,24 @@ class RCNNDetector:
         proposals = tf.reshape(tf.cast(proposals, tf.float32), (-1, 4))
         if self.max_proposals is not None:
             proposals = proposals[: self.max_proposals]
-        probs = classify_regions(
+        outputs = region_outputs(
             self.classifier,
             image,
             proposals,
             crop_size=self.crop_size,
             batch_size=self.batch_size,
         )
+        scores = outputs["class_label"][:, 1:]
+        boxes = proposals
+        if self.regress and "box_delta" in outputs:
+            best = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            deltas = tf.gather(outputs["box_delta"], best, batch_dims=1)
+            shape = tf.cast(tf.shape(image), tf.float32)
+            size = tf.stack([shape[1], shape[0], shape[1], shape[0]])
+            boxes = tf.clip_by_value(decode_box_deltas(proposals, deltas), 0.0, size)
         return select_detections(
-            proposals,
-            probs[:, 1:],
+            boxes,
+            scores,
             score_threshold=self.score_threshold,
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,

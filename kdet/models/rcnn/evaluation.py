@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kdet.datasets.records import RecordSet
-from kdet.metrics import DetectionResult, evaluate_detections, write_pr_curves
+from kdet.metrics import DetectionResult, evaluate_detections, operating_point, write_pr_curves
 from kdet.models.rcnn.proposals import read_image
 
 
@@ -100,6 +100,40 @@ def evaluate_detector(
         ground_truth, detections, record_set.class_names, max_detections=max_detections
     )
     return EvaluationReport(result, detections, np.asarray(detector_ms), np.asarray(proposal_ms))
+
+
+def pick_score_threshold(report: EvaluationReport, record_set: RecordSet) -> tuple[float, float]:
+    """The score threshold with the best F1 of ``report``'s detections on ``record_set``.
+
+    F1 pools every class (a detection is right at IoU >= 0.5 with a box of its class).
+    The candidates lie midway between consecutive detection scores, so the chosen one
+    keeps the same detections whether a detector keeps scores above or at least equal to
+    it; ties go to the lowest. Pick it on validation images, not the test split.
+
+    Returns:
+        ``(threshold, f1)``; ``(0.0, 0.0)`` when nothing was detected.
+
+    Example:
+        >>> report = evaluate_detector(rcnn, val_records, proposals=proposals)  # doctest: +SKIP
+        >>> threshold, f1 = pick_score_threshold(report, val_records)  # doctest: +SKIP
+    """
+    truth = [{"boxes": r.boxes_array(), "classes": r.classes_array()} for r in record_set.records]
+    scores = np.unique(np.concatenate([d["scores"] for d in report.detections] + [[]]))
+    if len(scores) == 0:
+        return 0.0, 0.0
+    candidates = np.concatenate([[scores[0] / 2], (scores[:-1] + scores[1:]) / 2])
+    best = (-1.0, 0.0)
+    for threshold in candidates:
+        point = operating_point(
+            truth, report.detections, record_set.class_names, score_threshold=threshold
+        )
+        counts = point["per_class"].values()
+        tp = sum(c["tp"] for c in counts)
+        wrong = sum(c["fp"] + c["fn"] for c in counts)
+        f1 = 2 * tp / (2 * tp + wrong) if tp else 0.0
+        if f1 > best[0]:
+            best = (f1, float(threshold))
+    return best[1], best[0]
 
 
 def write_report(

@@ -7,6 +7,12 @@ proposal, Fast R-CNN runs the backbone once and pools every proposal, and the
 sliding-window detector runs the R-CNN classifier over an image pyramid; it trains its own
 classifier, or reuses an R-CNN experiment's (``init_from``).
 
+R-CNN's classifier trains by ``labelling: paper`` (Girshick et al. 2014: IoU >= 0.5
+positives, hard and random background, per-class box regression) or ``labelling:
+tutorial`` (the tutorial's rule, classification only); its detector serves the score
+threshold with the best F1 on the validation images held out in training
+(``threshold_on_validation``), recorded as the ``operating_threshold`` metric.
+
 Example:
     >>> from kdet.families import get_family
     >>> get_family("rcnn").defaults["train"]["input_size"]
@@ -15,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,15 +36,20 @@ from kdet.export import export_detector, export_proposal_detector
 from kdet.families import Evaluation, Family
 from kdet.models.detector_evaluation import detector_evaluation
 from kdet.models.rcnn.detector import RCNNDetector
-from kdet.models.rcnn.evaluation import EvaluationReport, evaluate_detector
+from kdet.models.rcnn.evaluation import (
+    EvaluationReport,
+    evaluate_detector,
+    pick_score_threshold,
+)
 from kdet.models.rcnn.fast_rcnn import FastRCNNDetector, train_fast_rcnn
 from kdet.models.rcnn.proposals import load_proposals, propose_records, save_proposals
-from kdet.models.rcnn.train import train_rcnn_classifier
+from kdet.models.rcnn.train import LABELLING, train_rcnn_classifier
 from kdet.models.sliding_window import SlidingWindowDetector
 
 MODEL_FILE = "model.keras"
 PROPOSALS_FILE = "proposals.npz"
 SECONDS_FILE = "proposal_seconds.json"
+VALIDATION_FILE = "validation_images.json"
 
 PROPOSAL_DEFAULTS = {
     "mode": "fast",
@@ -55,10 +67,25 @@ CLASSIFIER_DEFAULTS = {
     "validation_fraction": 0.1,
     "augment": True,
     "seed": 42,
-    "positive_iou": 0.7,
-    "negative_iou": 0.05,
-    "max_positives": 30,
-    "max_negatives": 10,
+    "labelling": "paper",
+    # kdet.models.rcnn.labelling.label_proposals_paper (Girshick et al. 2014)
+    "paper": {
+        "positive_iou": 0.5,
+        "background_iou": 0.1,
+        "positive_fraction": 0.25,
+        "hard_negative_fraction": 0.75,
+        "max_positives": 16,
+        "max_negatives": 48,
+        "add_ground_truth": True,
+    },
+    # kdet.models.rcnn.labelling.label_proposals (the tutorial's rule)
+    "tutorial": {
+        "positive_iou": 0.7,
+        "negative_iou": 0.05,
+        "max_positives": 30,
+        "max_negatives": 10,
+    },
+    "box_loss_weight": 1.0,
 }
 DETECTOR_DEFAULTS = {
     "score_threshold": 0.5,
@@ -99,16 +126,36 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _evaluation(report: EvaluationReport, records: RecordSet, score_threshold: float) -> Evaluation:
+def _evaluation(
+    report: EvaluationReport, records: RecordSet, score_threshold: float, **metrics
+) -> Evaluation:
     """The runner's :class:`Evaluation` of an :class:`EvaluationReport` on the test split,
-    at the detector's own ``score_threshold`` (the one its SavedModel serves)."""
+    at the ``score_threshold`` its SavedModel serves, ``metrics`` added to the report's."""
     return detector_evaluation(
         records.split("test"),
         report.detections,
         report.result,
         operating_threshold=score_threshold,
-        metrics=report.as_metrics(),
+        metrics={**report.as_metrics(), **metrics},
     )
+
+
+def _validation_records(records: RecordSet, train_dir: Path) -> RecordSet:
+    """The training images held out for validation when ``train_dir``'s model trained."""
+    path = Path(train_dir) / VALIDATION_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no list of validation images to pick the score threshold on; retrain, "
+            "or set evaluate.threshold_on_validation: false"
+        )
+    names = set(json.loads(path.read_text()))
+    if not names:
+        raise ValueError(
+            "evaluate.threshold_on_validation: true needs validation images; set "
+            "train.validation_fraction above 0 (it is 0), or threshold_on_validation: false"
+        )
+    held_out = [r for r in records.split("train").records if r.image in names]
+    return dataclasses.replace(records.split("train"), records=held_out)
 
 
 def _stored_proposals(train_dir: Path) -> tuple[dict, dict]:
@@ -122,9 +169,17 @@ class RCNNFamily(Family):
 
     name = "rcnn"
     summary = "selective-search proposals + CNN classifier + NMS"
+    choices = {**Family.choices, "labelling": LABELLING}
     defaults = {
         "train": {**CLASSIFIER_DEFAULTS, "proposals": PROPOSAL_DEFAULTS},
-        "evaluate": DETECTOR_DEFAULTS,
+        # score_threshold: the evaluation's floor; the SavedModel serves the threshold
+        # picked on the validation images (threshold_on_validation: true) or this one.
+        "evaluate": {
+            **DETECTOR_DEFAULTS,
+            "score_threshold": 0.05,
+            "regress": True,
+            "threshold_on_validation": True,
+        },
     }
     deploy_refusals = {
         "litert": (
@@ -137,8 +192,6 @@ class RCNNFamily(Family):
 
     #: the training function (records, proposals, **options) -> (model, info)
     fit_model = staticmethod(train_rcnn_classifier)
-    #: the history key of the validation class accuracy (without ``val_``)
-    accuracy_key = "accuracy"
 
     def train(
         self, records, *, train_dir, history_csv, checkpoint_dir, strategy, init_dir, **options
@@ -154,13 +207,17 @@ class RCNNFamily(Family):
             **options,
         )
         model.save(Path(train_dir) / MODEL_FILE)
+        if "validation_images" in info:
+            (Path(train_dir) / VALIDATION_FILE).write_text(json.dumps(info["validation_images"]))
         history = info["history"]
         crops = {
             f"crops.{split}.{label}": n
             for split, c in info.get("crops", {}).items()
             for label, n in c.items()
         }
-        accuracy = history.get(f"val_{self.accuracy_key}", history[self.accuracy_key])[-1]
+        # a multi-output classifier names its accuracy after the class output
+        keys = ("val_class_label_accuracy", "val_accuracy", "class_label_accuracy", "accuracy")
+        accuracy = history[next(key for key in keys if key in history)][-1]
         return {"final_loss": history["loss"][-1], "class_accuracy": accuracy, **crops}
 
     def proposal_settings(self, train_options):
@@ -171,15 +228,28 @@ class RCNNFamily(Family):
         """The detector object the evaluation runs (image + proposals -> detections)."""
         return RCNNDetector(model, **options)
 
-    def evaluate(self, records, *, train_dir, saved_model, **options) -> Evaluation:
+    def evaluate(
+        self, records, *, train_dir, saved_model, threshold_on_validation=False, **options
+    ) -> Evaluation:
+        """mAP at ``score_threshold`` on the test split; with ``threshold_on_validation``, the
+        SavedModel serves the threshold with the best F1 on the validation images."""
         model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
         detector = self.detector(model, **options)
         proposals, seconds = _stored_proposals(train_dir)
         report = evaluate_detector(
             detector, records.split("test"), proposals=proposals, proposal_seconds=seconds
         )
-        export_proposal_detector(saved_model, detector.detect_eager, records.class_names, model)
-        return _evaluation(report, records, options["score_threshold"])
+        served, extra = detector, {}
+        if threshold_on_validation:
+            held_out = _validation_records(records, train_dir)
+            picked, f1 = pick_score_threshold(
+                evaluate_detector(detector, held_out, proposals=proposals), held_out
+            )
+            threshold = max(picked, options["score_threshold"])
+            served = self.detector(model, **{**options, "score_threshold": threshold})
+            extra = {"validation_f1": f1, "validation_images": len(held_out)}
+        export_proposal_detector(saved_model, served.detect_eager, records.class_names, model)
+        return _evaluation(report, records, served.score_threshold, **extra)
 
 
 class FastRCNNFamily(RCNNFamily):
@@ -209,7 +279,6 @@ class FastRCNNFamily(RCNNFamily):
     }
 
     fit_model = staticmethod(train_fast_rcnn)
-    accuracy_key = "class_label_accuracy"
 
     def detector(self, model, **options):
         return FastRCNNDetector(model, **options)

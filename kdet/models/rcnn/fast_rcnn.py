@@ -24,15 +24,13 @@ import tensorflow as tf
 from kdet import distribute
 from kdet.datasets.records import RecordSet
 from kdet.models.backbones import build_backbone
+from kdet.models.rcnn.box_coder import box_regression_loss, decode_box_deltas, encode_box_deltas
 from kdet.models.rcnn.classifier import _NORMALISATION
 from kdet.models.rcnn.detector import select_detections
 from kdet.models.rcnn.labelling import sample_rois, split_by_image
 from kdet.models.rcnn.proposals import read_image
 from kdet.models.registry import register_model
 from kdet.training import build_for_strategy, fit, training_callbacks
-
-# Faster R-CNN's box-coder variances: deltas are divided by these so they are ~unit size.
-BOX_VARIANCE = (0.1, 0.1, 0.2, 0.2)
 
 
 @keras.saving.register_keras_serializable(package="kdet")
@@ -83,58 +81,6 @@ class RoIAlign(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size}
-
-
-@keras.saving.register_keras_serializable(package="kdet")
-def box_regression_loss(y_true, y_pred):
-    """Smooth-L1 on box deltas of positive regions only.
-
-    ``y_true`` is ``(B, R, 5)``: the 4 target deltas and a 0/1 positive flag; the loss is
-    averaged over positives (0 when there are none).
-    """
-    y_true = tf.cast(y_true, tf.float32)
-    y_pred = tf.cast(y_pred, tf.float32)
-    positive = y_true[..., 4]
-    diff = tf.abs(y_true[..., :4] - y_pred)
-    smooth_l1 = tf.reduce_sum(tf.where(diff < 1.0, 0.5 * diff**2, diff - 0.5), axis=-1)
-    return tf.reduce_sum(smooth_l1 * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)
-
-
-def encode_box_deltas(rois, targets):
-    """``(dx, dy, dw, dh)`` taking xyxy ``rois`` to xyxy ``targets``, over the variances.
-
-    The Fast R-CNN parameterisation, hand-written because KerasCV keeps its box coder
-    private. Works on NumPy arrays and tensors.
-    """
-    rois = np.asarray(rois, np.float32)
-    targets = np.asarray(targets, np.float32)
-    rw, rh = rois[..., 2] - rois[..., 0], rois[..., 3] - rois[..., 1]
-    tw, th = targets[..., 2] - targets[..., 0], targets[..., 3] - targets[..., 1]
-    rw, rh = np.maximum(rw, 1e-6), np.maximum(rh, 1e-6)
-    deltas = np.stack(
-        [
-            (targets[..., 0] + tw / 2 - rois[..., 0] - rw / 2) / rw,
-            (targets[..., 1] + th / 2 - rois[..., 1] - rh / 2) / rh,
-            np.log(np.maximum(tw, 1e-6) / rw),
-            np.log(np.maximum(th, 1e-6) / rh),
-        ],
-        axis=-1,
-    )
-    return (deltas / np.asarray(BOX_VARIANCE, np.float32)).astype(np.float32)
-
-
-def decode_box_deltas(rois: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
-    """Inverse of :func:`encode_box_deltas`, in TensorFlow (xyxy in, xyxy out)."""
-    rois = tf.cast(rois, tf.float32)
-    deltas = tf.cast(deltas, tf.float32) * tf.constant(BOX_VARIANCE)
-    rw = rois[..., 2] - rois[..., 0]
-    rh = rois[..., 3] - rois[..., 1]
-    cx = rois[..., 0] + rw / 2 + deltas[..., 0] * rw
-    cy = rois[..., 1] + rh / 2 + deltas[..., 1] * rh
-    # Clip the log-scale so a wild prediction cannot overflow exp().
-    w = rw * tf.exp(tf.minimum(deltas[..., 2], 4.0))
-    h = rh * tf.exp(tf.minimum(deltas[..., 3], 4.0))
-    return tf.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
 
 
 @register_model("fast_rcnn")

@@ -1,12 +1,16 @@
-"""Labelling proposals for training: the R-CNN tutorial's rule and Fast R-CNN's sampler.
+"""Labelling proposals for training: R-CNN's two rules and Fast R-CNN's sampler.
 
-R-CNN (:func:`label_proposals`): a proposal is a *positive* of its best ground-truth
-box's class when their IoU is >= 0.7, a *negative* (background) when its IoU with every
-ground-truth box is < 0.05 and it does not lie fully inside one; at most 30 positives
-and 10 negatives per image, taken in proposal order. Fast R-CNN
-(:func:`sample_rois`) samples a fixed number of regions per image with regression
-targets. Both work per image, so a split by image (:func:`split_by_image`) keeps every
-crop of an image on one side.
+R-CNN as in Girshick et al. (2014) (:func:`label_proposals_paper`, ``labelling:
+paper``): positives have IoU >= 0.5 with a ground-truth box (the boxes themselves join
+them), background is drawn from proposals with best IoU in [0.1, 0.5) (hard negatives)
+plus random ones below 0.1, a quarter of the regions being positives. The R-CNN
+tutorial's rule (:func:`label_proposals`, ``labelling: tutorial``): a proposal is a
+*positive* of its best ground-truth box's class when their IoU is >= 0.7, a *negative*
+(background) when its IoU with every ground-truth box is < 0.05 and it does not lie
+fully inside one; at most 30 positives and 10 negatives per image, taken in proposal
+order. Fast R-CNN (:func:`sample_rois`) samples a fixed number of regions per image
+with regression targets. All work per image, so a split by image
+(:func:`split_by_image`) keeps every crop of an image on one side.
 
 Example:
     >>> import numpy as np
@@ -104,6 +108,79 @@ def label_proposals(
         np.float32
     )
     return LabelledRegions(proposals[chosen], labels, matched)
+
+
+def label_proposals_paper(
+    proposals: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    positive_iou: float = 0.5,
+    background_iou: float = 0.1,
+    positive_fraction: float = 0.25,
+    hard_negative_fraction: float = 0.75,
+    max_positives: int = 16,
+    max_negatives: int = 48,
+    add_ground_truth: bool = True,
+) -> LabelledRegions:
+    """R-CNN's fine-tuning labels (Girshick et al., 2014) for one image, drawn at random.
+
+    Positives: distinct regions with IoU >= ``positive_iou`` to a ground-truth box
+    (label: that box's class), at most ``max_positives``. Background: as many regions
+    as make positives ``positive_fraction`` of the image's regions (as many as one
+    positive would ask for when there is none), at most ``max_negatives``;
+    ``hard_negative_fraction`` of them from best IoU in ``[background_iou,
+    positive_iou)``, the rest from below ``background_iou``, either pool topping up the
+    other when it runs short. No region is drawn twice.
+
+    Args:
+        proposals: ``(N, 4)`` xyxy pixels.
+        gt_boxes: ``(G, 4)`` xyxy pixels.
+        gt_classes: ``(G,)`` class ids.
+        rng: draws the regions.
+        add_ground_truth: the ground-truth boxes join the candidates (as positives).
+
+    Returns:
+        :class:`LabelledRegions`: positives, then hard negatives, then random background.
+
+    Example:
+        >>> gt = np.array([[10, 10, 50, 50]], np.float32)
+        >>> props = np.array([[12, 10, 50, 50], [30, 30, 80, 80], [60, 60, 90, 90]], np.float32)
+        >>> label_proposals_paper(props, gt, [0], rng=np.random.default_rng(0)).labels.tolist()
+        [1, 1, 0, 0]
+    """
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    gt_classes = np.asarray(gt_classes, np.int32).reshape(-1)
+    candidates = np.asarray(proposals, np.float32).reshape(-1, 4)
+    if add_ground_truth:
+        candidates = np.concatenate([candidates, gt_boxes])
+    if len(gt_boxes):
+        iou = iou_matrix(candidates, gt_boxes)
+        best, best_iou = iou.argmax(axis=1), iou.max(axis=1)
+    else:
+        best = np.zeros(len(candidates), np.int64)
+        best_iou = np.zeros(len(candidates), np.float32)
+
+    def draw(pool, count):
+        return rng.choice(pool, min(count, len(pool)), replace=False).astype(np.int64)
+
+    pos = draw(np.flatnonzero(best_iou >= positive_iou), max_positives)
+    num_bg = min(
+        max_negatives, round(max(len(pos), 1) * (1 - positive_fraction) / positive_fraction)
+    )
+    hard_pool = np.flatnonzero((best_iou >= background_iou) & (best_iou < positive_iou))
+    easy_pool = np.flatnonzero(best_iou < background_iou)
+    num_easy = min(
+        len(easy_pool), num_bg - min(len(hard_pool), round(num_bg * hard_negative_fraction))
+    )
+    hard = draw(hard_pool, num_bg - num_easy)
+    easy = draw(easy_pool, num_bg - len(hard))
+    negatives = np.concatenate([hard, easy])
+    labels = np.concatenate([gt_classes[best[pos]] + 1, np.full(len(negatives), BACKGROUND)])
+    matched = np.concatenate([gt_boxes[best[pos]].reshape(-1, 4), candidates[negatives]])
+    chosen = np.concatenate([pos, negatives])
+    return LabelledRegions(candidates[chosen], labels.astype(np.int32), matched.astype(np.float32))
 
 
 def sample_rois(

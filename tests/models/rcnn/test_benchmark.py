@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from kdet.models.rcnn.benchmark import run_benchmark, tutorial_detect
+from kdet.models.rcnn.classifier import build_rcnn_classifier
 from kdet.models.rcnn.labelling import iou_matrix
 from tests.models.rcnn.conftest import square_image
 from tests.models.test_sliding_window import brightness_classifier
@@ -12,6 +13,12 @@ def test_tutorial_way_finds_the_square():
     assert (
         iou_matrix(out["boxes"][:1], np.array([[16, 20, 44, 52]], np.float32)) > 0.7
     )  # a box inside the square ties with it
+
+
+def test_tutorial_way_takes_a_classifier_with_box_regression():
+    classifier = build_rcnn_classifier(backbone="small_cnn", input_size=16, box_regression=True)
+    out = tutorial_detect(classifier, square_image(), max_proposals=5, score_threshold=0.0)
+    assert out["boxes"].shape[1:] == (4,) and len(out["boxes"]) >= 1
 
 
 def test_benchmark_reports_both_ways_and_picks_a_setting(square_records):

@@ -1,5 +1,6 @@
 import numpy as np
 
+from kdet.models.rcnn.box_coder import decode_box_deltas
 from kdet.models.rcnn.classifier import build_rcnn_classifier
 from kdet.models.rcnn.detector import (
     RCNNDetector,
@@ -56,3 +57,30 @@ def test_detector_keeps_the_best_proposal():
     assert out["classes"].numpy().tolist() == [0]
     none = RCNNDetector(brightness_classifier(16), score_threshold=0.5, max_proposals=0)
     assert none(square_image(), PROPOSALS)["boxes"].shape == (0, 4)
+
+
+def _regressing_classifier(deltas):
+    """An untrained two-class classifier whose box output is ``deltas`` (C, 4) for any crop."""
+    classifier = build_rcnn_classifier(
+        num_classes=2, backbone="small_cnn", input_size=16, box_regression=True
+    )
+    layer = classifier.get_layer("box_delta_flat")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([np.zeros_like(kernel), np.asarray(deltas, np.float32).reshape(bias.shape)])
+    return classifier
+
+
+def test_detector_moves_each_proposal_by_its_best_class_regression():
+    deltas = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0]], np.float32)  # class 0 right, 1 down
+    classifier = _regressing_classifier(deltas)
+    image = square_image()
+    options = {"score_threshold": 0.0, "iou_threshold": 0.99, "max_detections": 10}
+    out = RCNNDetector(classifier, **options)(image, PROPOSALS)
+    still = RCNNDetector(classifier, regress=False, **options)(image, PROPOSALS)
+    probs = classifier(crop_regions(image, PROPOSALS, 16))["class_label"].numpy()[:, 1:]
+    best = probs.argmax(axis=1)
+    expected = np.clip(decode_box_deltas(PROPOSALS, deltas[best]).numpy(), 0, 64)
+    order = np.argsort(-probs.max(axis=1), kind="stable")
+    np.testing.assert_allclose(out["boxes"].numpy(), expected[order], atol=1e-3)
+    np.testing.assert_allclose(still["boxes"].numpy(), PROPOSALS[order], atol=1e-3)
+    assert out["classes"].numpy().tolist() == best[order].tolist()

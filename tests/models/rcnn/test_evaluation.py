@@ -3,8 +3,14 @@ import json
 import numpy as np
 import pytest
 
+from kdet.datasets.records import Record, RecordSet
 from kdet.models.rcnn.detector import RCNNDetector
-from kdet.models.rcnn.evaluation import evaluate_detector, write_report
+from kdet.models.rcnn.evaluation import (
+    EvaluationReport,
+    evaluate_detector,
+    pick_score_threshold,
+    write_report,
+)
 from tests.metrics.test_detection import _pycocotools  # the metrics helper's COCOeval oracle
 from tests.models.test_sliding_window import brightness_classifier
 
@@ -53,3 +59,23 @@ def test_missing_proposal_timing_is_an_error(square_records, jittered_proposals)
         evaluate_detector(
             detector, square_records, proposals=jittered_proposals, proposal_seconds={"x": 1.0}
         )
+
+
+def test_score_threshold_with_the_best_f1():
+    box, elsewhere = [0.0, 0, 10, 10], [30.0, 30, 40, 40]
+    records = RecordSet("t", ["a"], [Record(f"{i}.jpg", 50, 50, [box], [0]) for i in range(2)])
+    detections = [
+        {"boxes": np.array([box, elsewhere]), "scores": np.array([0.9, 0.8]), "classes": [0, 0]},
+        {"boxes": np.array([box, elsewhere]), "scores": np.array([0.6, 0.3]), "classes": [0, 0]},
+    ]
+    report = EvaluationReport(None, detections, np.zeros(2), np.zeros(2))
+    # Keeping 0.9, 0.8 and 0.6: 2 right, 1 wrong -> F1 0.8 (all: 0.67, above 0.7: 0.5).
+    threshold, f1 = pick_score_threshold(report, records)
+    assert threshold == pytest.approx(0.45) and f1 == pytest.approx(0.8)
+    none = EvaluationReport(
+        None,
+        [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "classes": []}] * 2,
+        np.zeros(2),
+        np.zeros(2),
+    )
+    assert pick_score_threshold(none, records) == (0.0, 0.0)

@@ -22,10 +22,19 @@ def test_exported_detectors_match_in_plain_tensorflow(tmp_path):
     Image.fromarray(image).save(tmp_path / "a.png")
     options = {"score_threshold": 0.0, "iou_threshold": 0.99}
     classifier = get_model("rcnn_classifier", backbone="small_cnn", input_size=32)
+    regressing = get_model(
+        "rcnn_classifier", backbone="small_cnn", input_size=32, box_regression=True
+    )
+    box_layer = regressing.get_layer("box_delta_flat")  # move every box: parity must see it
+    box_layer.set_weights([box_layer.get_weights()[0], np.array([3.0, -2.0, 1.0, 0.5])])
+    paper = RCNNDetector(regressing, **options)
+    moved = paper(image, PROPOSALS)["boxes"].numpy()
+    assert not np.isin(moved.round(3), PROPOSALS).all(axis=1).any()  # the boxes moved
     fast = get_model("fast_rcnn", backbone="small_cnn", image_size=64, pool_size=3)
     expected = {}
     for name, detector, model in [
         ("rcnn", RCNNDetector(classifier, **options), classifier),
+        ("rcnn_paper", paper, regressing),
         ("fast_rcnn", FastRCNNDetector(fast, **options), fast),
     ]:
         export_proposal_detector(tmp_path / name, detector.detect_eager, ["square"], model)
@@ -40,7 +49,7 @@ def test_exported_detectors_match_in_plain_tensorflow(tmp_path):
         root = {str(tmp_path)!r}
         io = np.load(root + "/io.npz")
         image, proposals = tf.constant(io["image"]), tf.constant(io["proposals"])
-        for name in ("rcnn", "fast_rcnn"):
+        for name in ("rcnn", "rcnn_paper", "fast_rcnn"):
             served = tf.saved_model.load(f"{{root}}/{{name}}")
             out = served.signatures["detect_image"](image=image, proposals=proposals)
             np.testing.assert_allclose(out["boxes"].numpy(), io[name], atol=1e-3)

@@ -1,7 +1,13 @@
 import numpy as np
 
 from kdet.datasets.records import Record, RecordSet
-from kdet.models.rcnn.labelling import label_proposals, sample_rois, split_by_image
+from kdet.models.rcnn.labelling import (
+    iou_matrix,
+    label_proposals,
+    label_proposals_paper,
+    sample_rois,
+    split_by_image,
+)
 
 GT = np.array([[100, 100, 200, 200]], np.float32)
 
@@ -38,6 +44,48 @@ def test_caps_keep_the_first_proposals_in_order():
 def test_image_without_objects_gives_only_negatives():
     regions = label_proposals(GT, np.zeros((0, 4)), np.zeros(0))
     assert regions.labels.tolist() == [0]
+
+
+def _shifted(dx, count):
+    """``count`` copies of GT shifted right by ``dx`` pixels (plus a small jitter)."""
+    return GT + np.array([[dx + 0.1 * i, 0, dx + 0.1 * i, 0] for i in range(count)], np.float32)
+
+
+def test_paper_rule_positives_hard_negatives_and_random_background():
+    positives = _shifted(20, 20)  # IoU ~0.67
+    hard = _shifted(70, 30)  # IoU ~0.18: in [0.1, 0.5)
+    easy = _shifted(150, 30)  # IoU 0
+    proposals = np.concatenate([easy, hard, positives])
+    regions = label_proposals_paper(proposals, GT, np.array([2]), rng=np.random.default_rng(0))
+    iou = iou_matrix(regions.boxes, GT)[:, 0]
+    # 16 positives (max_positives; 21 candidates with the ground truth), 3 backgrounds each
+    # (25% positives) = 48 (max_negatives): 36 hard asked, 30 exist, 18 random background.
+    assert regions.labels.tolist() == [3] * 16 + [0] * 48
+    assert (iou[:16] >= 0.5).all()
+    assert ((iou[16:46] >= 0.1) & (iou[16:46] < 0.5)).all() and (iou[46:] < 0.1).all()
+    assert len(np.unique(regions.boxes, axis=0)) == 64  # nothing drawn twice
+    assert (regions.matched[:16] == GT).all()
+    assert (regions.matched[16:] == regions.boxes[16:]).all()
+
+
+def test_paper_rule_keeps_a_quarter_positives_and_adds_the_ground_truth():
+    proposals = np.concatenate([_shifted(70, 5), _shifted(150, 5)])  # no positive proposal
+    regions = label_proposals_paper(proposals, GT, np.array([0]), rng=np.random.default_rng(1))
+    # The ground truth is the one positive; 3 backgrounds: round(3 * 0.75) = 2 hard, 1 random.
+    assert regions.boxes[:1].tolist() == GT.tolist() and regions.labels.tolist() == [1, 0, 0, 0]
+    iou = iou_matrix(regions.boxes, GT)[:, 0]
+    assert (iou[1:3] >= 0.1).all() and iou[3] < 0.1
+    none = label_proposals_paper(
+        proposals, GT, np.array([0]), rng=np.random.default_rng(1), add_ground_truth=False
+    )
+    assert (none.labels == 0).all()
+    # Short of random background, hard negatives fill the quota (and the other way round).
+    only_hard = label_proposals_paper(_shifted(70, 5), GT, [0], rng=np.random.default_rng(0))
+    assert only_hard.labels.tolist() == [1, 0, 0, 0]
+    empty = label_proposals_paper(
+        _shifted(150, 5), np.zeros((0, 4)), [], rng=np.random.default_rng(0)
+    )
+    assert empty.labels.tolist() == [0, 0, 0]
 
 
 def test_sample_rois_fixed_count_with_ground_truth_as_candidate():
