@@ -189,7 +189,7 @@ ROW = "bbox_regressor_shapes"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # a hang bound, not a speed test: ~13 min on the busy 2 cores
+@pytest.mark.timeout(3600)  # a hang bound, not a speed test: 11-20 min on the shared 2 cores
 def test_queued_dvc_experiments_two_at_a_time_deliver_every_run_and_version(tmp_path):
     """``dvc exp run --queue`` of three experiments of the real fetch, train, evaluate and
     publish stages, then ``dvc queue start --jobs 2``: all of them log into the project's
