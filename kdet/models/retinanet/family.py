@@ -2,8 +2,9 @@
 
 Trains KerasHub's ``RetinaNetObjectDetector`` with
 :func:`~kdet.models.retinanet.train.train_retinanet`, saves ``model.keras`` and evaluates
-with kdet's COCO-style evaluator and PR curves, exporting the serving SavedModel (in-graph
-decoding + NMS). It joins kdet by its package and one line of
+with kdet's COCO-style evaluator (PR curves, per-class precision and recall, the detection
+confusion matrix: :func:`kdet.models.detector_evaluation.detector_evaluation`), exporting
+the serving SavedModel (in-graph decoding + NMS). It joins kdet by its package and one line of
 ``kdet.families.FAMILY_MODULES``; it needs the ``hub`` extra (``pip install kdet[hub]``).
 An experiment that starts from another (``init_from``) loads that model's weights when the
 classes match (a KerasHub preset folder also works, through ``weights``, and so does a
@@ -24,7 +25,7 @@ import keras
 
 from kdet.datasets.records import RecordSet
 from kdet.families import Evaluation, Family
-from kdet.metrics import plot_pr_curves
+from kdet.models.detector_evaluation import detector_evaluation
 from kdet.models.retinanet.builder import BACKBONES
 from kdet.models.retinanet.evaluate import evaluate_retinanet, export_retinanet
 from kdet.models.retinanet.train import train_retinanet
@@ -91,14 +92,17 @@ class RetinaNetFamily(Family):
     def evaluate(self, records: RecordSet, *, train_dir, saved_model, **options) -> Evaluation:
         test = records.split("test")
         model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
-        result, _ = evaluate_retinanet(
+        result, predictions = evaluate_retinanet(
             model, test, batch_size=options["batch_size"], **options["decoder"]
         )
         export_retinanet(model, saved_model, records.class_names, **options["export_decoder"])
-        return Evaluation(
-            metrics={**result.as_metrics(), "test_images": len(test)},
-            figures={"pr_curves.png": plot_pr_curves(result)},
-            pr_result=result,
+        # As YOLOv8's: PR curves from the low-threshold decoder; per-class precision and
+        # recall, the confusion matrix (confusion.csv) and the grid at the served threshold.
+        return detector_evaluation(
+            test,
+            predictions,
+            result,
+            operating_threshold=options["export_decoder"]["confidence_threshold"],
         )
 
     def deploy_source(self, *, train_dir, saved_model, class_names, options):

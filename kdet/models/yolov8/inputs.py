@@ -3,8 +3,8 @@
 Images keep their aspect ratio (scaled to fit, centred, zero padded: ``keep_aspect_ratio``)
 for training, evaluation and the exported SavedModel alike, so a predicted box maps back to
 the original image with ``kdet.data.resize_geometry``. Training batches then go through
-KerasCV's box-aware layers chosen by the recipe (``RandomFlip``, ``RandomShear``,
-``JitteredResize``, optionally ``Mosaic``).
+the box-aware layers chosen by the recipe: ``RandomFlip`` and ``RandomShear`` from Keras 3
+core, ``JitteredResize`` and optionally ``Mosaic`` from KerasCV (Keras core has neither).
 
 Example:
     >>> train = training_dataset(record_set.split("train"), image_size=(128, 128),
@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import keras
 import keras_cv
 import numpy as np
 import tensorflow as tf
@@ -33,50 +34,49 @@ def augmenters(
     mosaic: bool = False,
     seed: int | None = None,
 ) -> list:
-    """KerasCV box-aware augmentation layers for ``xyxy`` batches, applied in order.
+    """Box-aware augmentation layers for ``xyxy`` batches, applied in order.
 
-    Each layer comes wrapped in a :class:`KerasCVAugmenter` for ``kdet.data.augment_batch``
-    (the wrapped layer is its ``.layer``)."""
+    Flip and shear are Keras 3 core layers (seeded as usual); ``JitteredResize`` and
+    ``Mosaic`` have no core counterpart and stay KerasCV's, each wrapped in a
+    :class:`KerasCVAugmenter` for ``kdet.data.augment_batch`` (the wrapped layer is its
+    ``.layer``). Flip, shear, jitter and mosaic are seeded with ``seed`` + 0, 1, 2, 3.
+
+    Example:
+        >>> [type(a).__name__ for a in augmenters((64, 64), seed=0)]  # doctest: +SKIP
+        ['RandomFlip', 'KerasCVAugmenter']
+    """
+
+    def layer_seed(offset):
+        return None if seed is None else seed + offset
+
+    core = {"dtype": "float32", "bounding_box_format": "xyxy"}
     layers = []
     if flip:
-        layers.append(
-            keras_cv.layers.RandomFlip(
-                dtype="float32", mode="horizontal", bounding_box_format="xyxy", seed=seed
-            )
-        )
+        layers.append(keras.layers.RandomFlip(mode="horizontal", seed=layer_seed(0), **core))
     if shear:
         layers.append(
-            keras_cv.layers.RandomShear(
-                dtype="float32",
-                x_factor=shear,
-                y_factor=shear,
-                bounding_box_format="xyxy",
-                seed=seed,
-            )
+            keras.layers.RandomShear(x_factor=shear, y_factor=shear, seed=layer_seed(1), **core)
         )
-    layers.append(
-        keras_cv.layers.JitteredResize(
-            dtype="float32",
-            target_size=tuple(image_size),
-            scale_factor=tuple(scale_range),
-            bounding_box_format="xyxy",
-            seed=seed,
-        )
+    jitter = keras_cv.layers.JitteredResize(
+        dtype="float32",
+        target_size=tuple(image_size),
+        scale_factor=tuple(scale_range),
+        bounding_box_format="xyxy",
     )
+    cv_layers = [(jitter, 2)]
     if mosaic:
-        layers.append(
-            keras_cv.layers.Mosaic(dtype="float32", bounding_box_format="xyxy", seed=seed)
-        )
+        cv_layers.append((keras_cv.layers.Mosaic(dtype="float32", bounding_box_format="xyxy"), 3))
     if seed is not None:
-        # keras-cv 0.9 layers ignore a falsy seed and
-        # JitteredResize drops it, so each layer gets its own seeded generator.
-        for offset, layer in enumerate(layers):
+        # keras-cv 0.9 layers ignore a falsy seed and JitteredResize drops it, so each
+        # keras-cv layer gets its own seeded generator (core layers need no such help).
+        for layer, offset in cv_layers:
             layer._random_generator = tf.random.Generator.from_seed(seed + offset)
-    return [KerasCVAugmenter(layer) for layer in layers]
+    return layers + [KerasCVAugmenter(layer) for layer, _ in cv_layers]
 
 
 class KerasCVAugmenter:
-    """A KerasCV layer as a ``kdet.data.augment_batch`` augmenter.
+    """A KerasCV layer (``JitteredResize``, ``Mosaic``) as a ``kdet.data.augment_batch``
+    augmenter; Keras 3 core layers need no adapter.
 
     ``augment_batch`` hands augmenters Keras 3 core batches (dense boxes, ``"labels"``);
     KerasCV layers want ``"classes"`` and may return ragged boxes. This adapter renames the

@@ -184,8 +184,9 @@ def test_family_protocol_trains_evaluates_and_exports(tiny_records, tmp_path):
         saved_model=tmp_path / "saved_model",
         **family.defaults["evaluate"],
     )
-    assert {"mAP50", "mAP", "test_images"} <= set(evaluation.metrics)
+    assert {"mAP50", "mAP", "test_images", "per_class"} <= set(evaluation.metrics)
     assert "pr_curves.png" in evaluation.figures and evaluation.pr_result is not None
+    assert "confusion.csv" in evaluation.tables  # a declared DVC plot of evaluate@NAME
     assert (tmp_path / "saved_model" / "saved_model.pb").exists()
 
 

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -5,6 +6,8 @@ import tensorflow as tf
 from kdet.data import resize_with_boxes
 from kdet.datasets.records import RecordSet
 from kdet.models.yolov8.inputs import (
+    KerasCVAugmenter,
+    augmenters,
     boxes_to_original,
     evaluation_dataset,
     fit_to_model,
@@ -72,3 +75,37 @@ def test_evaluation_batches_keep_record_order_without_augmentation(tiny_records)
 def test_empty_record_set_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no records"):
         training_dataset(RecordSet("x", ["a"], [], tmp_path), image_size=(64, 64), batch_size=2)
+
+
+def test_flip_and_shear_are_keras_core_and_keras_cv_only_resizes_and_mosaics():
+    layers = augmenters((64, 64), shear=0.2, mosaic=True, seed=0)
+    assert [type(layer) for layer in layers[:2]] == [
+        keras.layers.RandomFlip,
+        keras.layers.RandomShear,
+    ]
+    assert [type(a.layer).__name__ for a in layers[2:]] == ["JitteredResize", "Mosaic"]
+    assert all(isinstance(a, KerasCVAugmenter) for a in layers[2:])
+
+
+@pytest.mark.parametrize("seed", [0, 4])  # 0: keras-cv 0.9 alone would ignore it
+def test_augmented_batches_repeat_with_the_seed(tiny_records, seed):
+    def first_batch(seed):
+        train = training_dataset(
+            tiny_records.split("train"),
+            image_size=(64, 64),
+            batch_size=4,
+            shear=0.2,
+            mosaic=True,
+            shuffle_buffer_batches=1,
+            seed=seed,
+        )
+        return next(iter(train))
+
+    first, again, other = first_batch(seed), first_batch(seed), first_batch(seed + 1)
+    for key in ("boxes", "classes"):
+        np.testing.assert_array_equal(first["bounding_boxes"][key], again["bounding_boxes"][key])
+    np.testing.assert_array_equal(first["images"], again["images"])
+    assert not np.array_equal(first["images"], other["images"])
+    real = first["bounding_boxes"]["classes"].numpy() >= 0
+    boxes = first["bounding_boxes"]["boxes"].numpy()[real]
+    assert real.any() and (boxes >= 0).all() and (boxes <= 64).all()
