@@ -93,6 +93,10 @@ class Family:
     #: reason; the ``export@NAME`` stage records it in ``export/export.json`` instead of
     #: failing (:mod:`kdet.deploy.artifacts`).
     deploy_refusals: Mapping[str, str] = {}
+    #: its ONNX / LiteRT exports convert the trained Keras model (``model.keras``) without
+    #: NMS rather than the serving SavedModel (whose KerasCV / KerasHub NMS converts to
+    #: neither); the runtime then does NMS with the SavedModel's ``export_decoder`` settings
+    deploys_keras_model: bool = False
     #: the module that loads, saves and runs this family's pretrained presets
     #: (``load_preset``, ``save_preset``, ``make_detect_fn``; :mod:`kdet.zoo`), or ``None``.
     presets_module: str | None = None
@@ -178,8 +182,8 @@ class Family:
     ) -> tuple[object, dict]:
         """What :func:`kdet.deploy.export` converts for ONNX / LiteRT, and its keyword
         arguments: here the serving SavedModel (deploy refuses the graphs it cannot convert,
-        e.g. R-CNN's proposals); YOLOv8, whose KerasCV NMS converts to neither, returns its
-        Keras model.
+        e.g. R-CNN's proposals); with :attr:`deploys_keras_model` (YOLOv8, RetinaNet), the
+        trained Keras model.
 
         Args:
             train_dir: the trained model's folder.
@@ -192,7 +196,12 @@ class Family:
             ...     train_dir=Path("t"), saved_model=Path("s"), class_names=["a"], options={})
             ('s', {})
         """
-        return str(saved_model), {}
+        if not self.deploys_keras_model:
+            return str(saved_model), {}
+        import keras
+
+        model = keras.saving.load_model(Path(train_dir) / "model.keras")
+        return model, {"class_names": list(class_names), **options["export_decoder"]}
 
     def proposal_settings(self, train_options: Mapping) -> dict | None:
         """The selective-search settings its served model computes proposals with (R-CNN,

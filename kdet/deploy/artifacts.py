@@ -29,16 +29,16 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from kdet import tracking
+from kdet import atomic, tracking
 from kdet.data.decode import read_image
 from kdet.datasets.records import RecordSet
 from kdet.deploy.benchmark import benchmark
@@ -354,14 +354,11 @@ def score_artifacts(
 
 def _write_rows(path: Path, rows: Sequence[Mapping]) -> None:
     """Write ``rows`` (:data:`PLOT_COLUMNS`) as CSV atomically (header only when empty)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=PLOT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=PLOT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, text.getvalue())
 
 
 def _log(run_id: str, export_dir: Path, metrics: Mapping) -> None:

@@ -67,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdet import atomic
 from kdet.deploy.postprocess import fit_image
 from kdet.errors import KdetError
 
@@ -166,7 +167,7 @@ def export(
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
-        _atomic_write(path, source.to_onnx(path))
+        atomic.write_bytes(path, source.to_onnx(path))
     elif format == "litert":
         data = source.to_litert(quantize, images)
         # The flatbuffer has no length or checksum of its own, and LiteRT's Python
@@ -177,35 +178,11 @@ def export(
             "size_bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-        _atomic_write(sidecar_path(path), json.dumps(metadata, indent=2).encode())
-        _atomic_write(path, data)
+        atomic.write_bytes(sidecar_path(path), json.dumps(metadata, indent=2).encode())
+        atomic.write_bytes(path, data)
     else:
-        _atomic_folder(path, source.to_saved_model)
+        atomic.replace_folder(path, source.to_saved_model)
     return str(path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.chmod(staging, 0o644)  # mkstemp's 0600 would keep the file from other users
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
-
-
-def _atomic_folder(path: Path, write: Callable[[str], None]) -> None:
-    staging = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        write(staging)
-        os.chmod(staging, 0o755)  # mkdtemp's 0700 likewise
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _onnx_with_metadata(model_proto, metadata: dict) -> bytes:

@@ -38,6 +38,7 @@ class RetinaNetFamily(Family):
 
     name = "retinanet"
     presets_module = "kdet.models.retinanet.presets"
+    deploys_keras_model = True  # its KerasHub NMS converts to neither ONNX nor LiteRT
     summary = "KerasHub RetinaNet (small ResNet-FPN from scratch, or a KerasHub preset)"
     choices = {**Family.choices, "backbone": tuple(BACKBONES)}
     history_columns = ("loss", "bbox_regression_loss", "cls_logits_loss")
@@ -104,13 +105,6 @@ class RetinaNetFamily(Family):
             result,
             operating_threshold=options["export_decoder"]["confidence_threshold"],
         )
-
-    def deploy_source(self, *, train_dir, saved_model, class_names, options):
-        # The SavedModel's KerasHub NMS converts to neither ONNX (Bitcast, BitwiseAnd) nor
-        # LiteRT builtins: deploy the Keras model's raw graph, with the SavedModel's NMS
-        # settings for kdet.deploy.Runtime.
-        model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
-        return model, {"class_names": list(class_names), **options["export_decoder"]}
 
 
 def _init_preset(init_dir: Path, train_dir: Path) -> str:

@@ -38,6 +38,7 @@ class YOLOv8Family(Family):
 
     name = "yolov8"
     presets_module = "kdet.models.yolov8.presets"
+    deploys_keras_model = True  # its KerasCV NMS converts to neither ONNX nor LiteRT
     summary = "KerasCV YOLOv8 (GPU when present)"
     history_columns = ("loss", "box_loss", "class_loss")
     choices = {
@@ -123,12 +124,6 @@ class YOLOv8Family(Family):
             result,
             operating_threshold=options["export_decoder"]["confidence_threshold"],
         )
-
-    def deploy_source(self, *, train_dir, saved_model, class_names, options):
-        # The SavedModel's KerasCV NMS converts to neither ONNX nor LiteRT: deploy the Keras
-        # model's raw graph, with the SavedModel's NMS settings for kdet.deploy.Runtime.
-        model = keras.saving.load_model(Path(train_dir) / MODEL_FILE)
-        return model, {"class_names": list(class_names), **options["export_decoder"]}
 
 
 YOLOV8 = YOLOv8Family()
