@@ -1,7 +1,7 @@
 """DVC stage ``proposals_raccoon``: selective search over every raccoon image, once.
 
-Writes the proposals (reused by training, evaluation and the benchmark) with each
-image's search time, and measures the speed/recall trade-off of several settings on the
+Writes the proposals with each image's search time (nothing else reads them: the families
+cache their own), and measures the speed/recall trade-off of several settings on the
 first test images. Parameters: ``params.yaml: rcnn.proposals``.
 """
 

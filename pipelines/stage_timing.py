@@ -13,9 +13,9 @@ Example:
     $ python pipelines/stage_timing.py
     | Stage | Wall s | CPU s | Load (5 min) |
     |---|---|---|---|
-    | fetch@shapes | 21.3 | 19.8 | 1.9 |
+    | fetch@shapes | SECONDS | CPU SECONDS | LOAD |
     ...
-    | **total** | **2701.5** | | |
+    | **total** | **SUM OF SECONDS** | | |
 """
 
 from __future__ import annotations

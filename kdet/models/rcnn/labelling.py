@@ -57,6 +57,26 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     )
 
 
+def _best_match(regions: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each region's best-overlapping ground-truth box and that IoU (0 without boxes)."""
+    if not len(gt_boxes):
+        return np.zeros(len(regions), np.int64), np.zeros(len(regions), np.float32)
+    iou = iou_matrix(regions, gt_boxes)
+    return iou.argmax(axis=1), iou.max(axis=1)
+
+
+def _labelled(regions, positives, negatives, best, gt_boxes, gt_classes) -> LabelledRegions:
+    """``regions[positives]`` labelled with their best box's class, then background."""
+    positives, negatives = np.asarray(positives, np.int64), np.asarray(negatives, np.int64)
+    labels = np.concatenate([gt_classes[best[positives]] + 1, np.full(len(negatives), BACKGROUND)])
+    matched = np.concatenate([gt_boxes[best[positives]].reshape(-1, 4), regions[negatives]])
+    return LabelledRegions(
+        regions[np.concatenate([positives, negatives])],
+        labels.astype(np.int32),
+        matched.astype(np.float32),
+    )
+
+
 def label_proposals(
     proposals: np.ndarray,
     gt_boxes: np.ndarray,
@@ -84,30 +104,16 @@ def label_proposals(
     proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
     gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
     gt_classes = np.asarray(gt_classes, np.int32).reshape(-1)
-    if len(gt_boxes):
-        iou = iou_matrix(proposals, gt_boxes)
-        best = iou.argmax(axis=1)
-        best_iou = iou.max(axis=1)
-        inside = (
-            (proposals[:, None, 0] >= gt_boxes[None, :, 0])
-            & (proposals[:, None, 1] >= gt_boxes[None, :, 1])
-            & (proposals[:, None, 2] <= gt_boxes[None, :, 2])
-            & (proposals[:, None, 3] <= gt_boxes[None, :, 3])
-        ).any(axis=1)
-    else:
-        best = np.zeros(len(proposals), np.int64)
-        best_iou = np.zeros(len(proposals), np.float32)
-        inside = np.zeros(len(proposals), bool)
+    best, best_iou = _best_match(proposals, gt_boxes)
+    inside = (  # lies fully inside a ground-truth box
+        (proposals[:, None, 0] >= gt_boxes[None, :, 0])
+        & (proposals[:, None, 1] >= gt_boxes[None, :, 1])
+        & (proposals[:, None, 2] <= gt_boxes[None, :, 2])
+        & (proposals[:, None, 3] <= gt_boxes[None, :, 3])
+    ).any(axis=1)
     positive = np.flatnonzero(best_iou >= positive_iou)[:max_positives]
     negative = np.flatnonzero((best_iou < negative_iou) & ~inside)[:max_negatives]
-    chosen = np.concatenate([positive, negative])
-    labels = np.concatenate(
-        [gt_classes[best[positive]] + 1, np.full(len(negative), BACKGROUND)]
-    ).astype(np.int32)
-    matched = np.concatenate([gt_boxes[best[positive]].reshape(-1, 4), proposals[negative]]).astype(
-        np.float32
-    )
-    return LabelledRegions(proposals[chosen], labels, matched)
+    return _labelled(proposals, positive, negative, best, gt_boxes, gt_classes)
 
 
 def label_proposals_paper(
@@ -155,12 +161,7 @@ def label_proposals_paper(
     candidates = np.asarray(proposals, np.float32).reshape(-1, 4)
     if add_ground_truth:
         candidates = np.concatenate([candidates, gt_boxes])
-    if len(gt_boxes):
-        iou = iou_matrix(candidates, gt_boxes)
-        best, best_iou = iou.argmax(axis=1), iou.max(axis=1)
-    else:
-        best = np.zeros(len(candidates), np.int64)
-        best_iou = np.zeros(len(candidates), np.float32)
+    best, best_iou = _best_match(candidates, gt_boxes)
 
     def draw(pool, count):
         return rng.choice(pool, min(count, len(pool)), replace=False).astype(np.int64)
@@ -176,11 +177,7 @@ def label_proposals_paper(
     )
     hard = draw(hard_pool, num_bg - num_easy)
     easy = draw(easy_pool, num_bg - len(hard))
-    negatives = np.concatenate([hard, easy])
-    labels = np.concatenate([gt_classes[best[pos]] + 1, np.full(len(negatives), BACKGROUND)])
-    matched = np.concatenate([gt_boxes[best[pos]].reshape(-1, 4), candidates[negatives]])
-    chosen = np.concatenate([pos, negatives])
-    return LabelledRegions(candidates[chosen], labels.astype(np.int32), matched.astype(np.float32))
+    return _labelled(candidates, pos, np.concatenate([hard, easy]), best, gt_boxes, gt_classes)
 
 
 def sample_rois(
@@ -207,13 +204,7 @@ def sample_rois(
     """
     gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
     candidates = np.concatenate([np.asarray(proposals, np.float32).reshape(-1, 4), gt_boxes])
-    if len(gt_boxes):
-        iou = iou_matrix(candidates, gt_boxes)
-        best = iou.argmax(axis=1)
-        best_iou = iou.max(axis=1)
-    else:
-        best = np.zeros(len(candidates), np.int64)
-        best_iou = np.zeros(len(candidates), np.float32)
+    best, best_iou = _best_match(candidates, gt_boxes)
     positives = np.flatnonzero(best_iou >= positive_iou)
     negatives = np.flatnonzero(best_iou < negative_iou)
     num_pos = min(len(positives), round(rois_per_image * positive_fraction))
@@ -224,14 +215,8 @@ def sample_rois(
     pos = rng.choice(positives, num_pos, replace=len(positives) < num_pos) if num_pos else []
     num_neg = rois_per_image - num_pos
     neg = rng.choice(negatives, num_neg, replace=len(negatives) < num_neg) if num_neg else []
-    pos = np.asarray(pos, np.int64)
-    neg = np.asarray(neg, np.int64)
-    chosen = np.concatenate([pos, neg])
-    labels = np.concatenate(
-        [np.asarray(gt_classes, np.int32)[best[pos]] + 1, np.full(len(neg), BACKGROUND)]
-    ).astype(np.int32)
-    matched = np.concatenate([gt_boxes[best[pos]].reshape(-1, 4), candidates[neg]])
-    return LabelledRegions(candidates[chosen], labels, matched.astype(np.float32))
+    gt_classes = np.asarray(gt_classes, np.int32).reshape(-1)
+    return _labelled(candidates, pos, neg, best, gt_boxes, gt_classes)
 
 
 def split_by_image(
