@@ -338,6 +338,8 @@ def fit(
             str(backup_dir), double_checkpoint=True, delete_checkpoint=False
         )
         callbacks = [backup, *callbacks, KeepHistory(loggers, history_dir)]
+    if isinstance(x, tf.data.Dataset):
+        build_training_variables(model, x.element_spec)
     stopper = StopOnSignal(signals)
     try:
         history = model.fit(x, y, epochs=epochs, callbacks=[*callbacks, stopper], **fit_kwargs)
@@ -357,6 +359,40 @@ def fit(
         shutil.rmtree(backup_dir, ignore_errors=True)
         shutil.rmtree(Path(checkpoint_dir) / HISTORY_FOLDER, ignore_errors=True)
     return history
+
+
+def build_training_variables(model: keras.Model, element_spec) -> None:
+    """Create the optimizer's, the loss's and the metrics' variables before ``model.fit``.
+
+    Without a distribution strategy Keras creates them inside the first trace of the
+    train step, and ``tf.function`` then traces the step a second time. For YOLOv8 that
+    second trace costs as much as the first (tens of seconds on 2 cores). Here they are
+    made eagerly from one batch of zeros shaped like ``element_spec`` (``(x, y)`` or
+    ``(x, y, sample_weight)``). Left to Keras: a model built under a strategy (Keras
+    builds it before tracing) and a spec that is not all dense tensors.
+
+    Example:
+        >>> build_training_variables(model, train.element_spec)  # doctest: +SKIP
+        >>> model.optimizer.built  # doctest: +SKIP
+        True
+    """
+    if model.distribute_strategy is not tf.distribute.get_strategy():
+        return
+    specs = tf.nest.flatten(element_spec)
+    if not isinstance(element_spec, tuple) or len(element_spec) < 2:
+        return
+    if not all(isinstance(spec, tf.TensorSpec) and spec.shape.rank is not None for spec in specs):
+        return
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    x, y = tf.nest.map_structure(
+        lambda spec: tf.zeros([1 if d is None else d for d in spec.shape], spec.dtype),
+        element_spec[:2],
+    )
+    y_pred = model(x, training=False)
+    model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    model.reset_metrics()
 
 
 class KeepHistory(keras.callbacks.Callback):

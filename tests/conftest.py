@@ -82,3 +82,19 @@ def mirror_folder() -> Path:
     if "://" in mirror:
         pytest.skip(f"this test reads the mirror as a folder, KDET_MIRROR is {mirror}")
     return Path(mirror)
+
+
+def pytest_collection_modifyitems(items):
+    """Group the tests for pytest-xdist's ``--dist loadgroup`` (``pyproject.toml``): the
+    tests that use one of the suite's module- or session-scoped fixtures run on one worker
+    (named by the module or folder defining the widest such fixture), so each is built once;
+    every other test goes to whichever worker is free."""
+    for item in items:
+        shared = [
+            definition.baseid
+            for definitions in item._fixtureinfo.name2fixturedefs.values()
+            for definition in definitions
+            if definition.scope in ("module", "package", "session") and definition.baseid
+        ]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(min(shared, key=len)))

@@ -60,3 +60,38 @@ def test_callbacks_of_a_non_chief_worker_write_nothing(tmp_path):
     )
     assert [type(c).__name__ for c in callbacks] == ["EarlyStopping"]
     assert list(tmp_path.iterdir()) == []
+
+
+class CountingModel(keras.Sequential):
+    """Counts how often TensorFlow traces its train step (Python runs only when tracing)."""
+
+    traces = 0
+
+    def train_step(self, data):
+        self.traces += 1
+        return super().train_step(data)
+
+
+def counting_model() -> CountingModel:
+    training.set_seed(0)
+    model = CountingModel([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1e-2), "mse", metrics=["mae"])
+    return model
+
+
+def test_fit_traces_the_train_step_once_and_trains_as_keras_does():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 3), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    keras_way = counting_model()
+    expected = keras_way.fit(data, epochs=3, verbose=0).history
+    kdet_way = counting_model()
+    history = training.fit(kdet_way, data, epochs=3, checkpoint_dir=None, verbose=0).history
+
+    assert keras_way.traces == 2  # Keras makes the optimizer's variables in a first trace
+    assert kdet_way.traces == 1
+    assert history["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert history["mae"] == pytest.approx(expected["mae"], rel=1e-6)
