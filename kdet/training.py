@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kdet import atomic, distribute
@@ -288,11 +290,17 @@ def fit(
     training continues at the first epoch not completed; a completed run deletes the
     backup. With ``resume=False`` an old backup is deleted and training starts over.
 
-    Resuming restores the model and optimizer but not the data order or the state of
-    other callbacks; ``CSVLogger`` callbacks are switched to append so the history file
-    keeps the earlier epochs. Their files are also copied into ``checkpoint_dir/history``
-    after every epoch and put back on resume if they were deleted or cut short meanwhile
-    (``dvc repro`` deletes a stage's outputs, the history among them, before running it).
+    Resuming restores the model and optimizer, and, when ``x`` is a ``tf.data.Dataset``,
+    the data order: the dataset is gone through as ``model.fit`` went through it in each
+    completed epoch (one pass of the input pipeline per epoch, not of the model; see
+    :class:`ReplayDataOrder`), which moves its seeded shuffles to where the uninterrupted
+    run had them, so the resumed epochs see the same batches; and the state of the model's
+    random seed generators (its ``Dropout`` masks; see :class:`KeepSeedGenerators`), which
+    the backup leaves out. The state of other callbacks is not restored; ``CSVLogger``
+    callbacks are switched to append so the history file keeps the earlier epochs. Their
+    files are also copied into ``checkpoint_dir/history`` after every epoch and put back on
+    resume if they were deleted or cut short meanwhile (``dvc repro`` deletes a stage's
+    outputs, the history among them, before running it).
 
     Args:
         model: a built and compiled Keras model.
@@ -337,7 +345,11 @@ def fit(
         backup = keras.callbacks.BackupAndRestore(
             str(backup_dir), double_checkpoint=True, delete_checkpoint=False
         )
-        callbacks = [backup, *callbacks, KeepHistory(loggers, history_dir)]
+        # (with steps_per_epoch Keras keeps one iterator across epochs: nothing to replay)
+        replayed = None if "steps_per_epoch" in fit_kwargs else x
+        random_state = [ReplayDataOrder(replayed, backup_dir), KeepSeedGenerators(backup_dir)]
+        callbacks = [backup, *random_state, *callbacks]
+        callbacks.append(KeepHistory(loggers, history_dir))
     if isinstance(x, tf.data.Dataset):
         build_training_variables(model, x.element_spec)
     stopper = StopOnSignal(signals)
@@ -393,6 +405,105 @@ def build_training_variables(model: keras.Model, element_spec) -> None:
     model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None)
     model.compute_metrics(x, y, y_pred, sample_weight=None)
     model.reset_metrics()
+
+
+class ReplayDataOrder(keras.callbacks.Callback):
+    """At the start of a resumed training, goes through ``dataset`` as ``model.fit`` did in
+    the epochs the backup in ``backup_dir`` completed, so that its seeded reshuffling
+    ``tf.data`` shuffles give the resumed epochs the orders the uninterrupted run had (a
+    fresh process would otherwise start over at epoch 0's order). Placed after
+    ``BackupAndRestore``, which has then read its backup (the older one if the latest was
+    cut short). Does nothing when ``dataset`` is not a ``tf.data.Dataset`` of finite length
+    or nothing was completed.
+
+    Every new iterator of a shuffle with a seed and ``reshuffle_each_iteration`` draws the
+    next order. Keras 3's epoch iterator (``keras/src/trainers/epoch_iterator.py``) makes
+    one at the start of each epoch and reads it to the end, and, when the dataset's length
+    is known, another at the end that is never read; this does the same (reading, so that
+    stateful random ops in the pipeline advance as they did). A change in that pattern
+    fails ``tests/test_training.py``'s resumed-order test.
+
+    Example:
+        >>> callbacks = [backup, ReplayDataOrder(train, "ckpt/backup")]  # doctest: +SKIP
+    """
+
+    def __init__(self, dataset, backup_dir):
+        super().__init__()
+        self.dataset = dataset
+        self.metadata = Path(backup_dir) / "training_metadata.json"  # BackupAndRestore's
+
+    def on_train_begin(self, logs=None):
+        if not isinstance(self.dataset, tf.data.Dataset) or not self.metadata.exists():
+            return
+        done = int(json.loads(self.metadata.read_text())["epoch"])
+        length = int(self.dataset.cardinality())
+        if done < 1 or length == tf.data.INFINITE_CARDINALITY or length == 0:
+            return
+        logger.info("replaying the data order of %d completed epochs", done)
+        for _ in range(done):
+            for _ in self.dataset:
+                pass
+            if length > 0:  # known length: Keras's unread end-of-epoch iterator
+                iter(self.dataset)
+
+
+class KeepSeedGenerators(keras.callbacks.Callback):
+    """Keeps the state of the model's seed generators (``model.variables`` that are not
+    ``model.weights``: what draws ``Dropout`` masks), which ``BackupAndRestore``'s weights
+    file leaves out, beside the backup in ``backup_dir`` after every epoch, and puts it
+    back at the start of a resumed training; without it the resumed epochs would draw the
+    masks of the first epochs again. Placed after ``BackupAndRestore`` (it reads the epoch
+    the backup restored); the states of that epoch and the one before are kept, as the
+    backup keeps its previous copy. A kill between the two writes costs only this: the
+    resumed run's masks differ from an uninterrupted run's, with a warning.
+
+    Example:
+        >>> callbacks = [backup, KeepSeedGenerators("ckpt/backup")]  # doctest: +SKIP
+    """
+
+    FILE = "seed_generators.json"
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+
+    def _states(self) -> list:
+        weights = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def _saved(self) -> dict:
+        path = self.backup_dir / self.FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def on_train_begin(self, logs=None):
+        metadata = self.backup_dir / "training_metadata.json"  # BackupAndRestore's
+        states = self._states()
+        if not states or not metadata.exists():
+            return
+        done = str(json.loads(metadata.read_text())["epoch"])
+        saved = self._saved().get(done)
+        # matched by position: a model built twice in one process has other layer names
+        if saved is None or [list(v.shape) for v in states] != [
+            list(np.shape(s["value"])) for s in saved
+        ]:
+            logger.warning(
+                "no seed generator state kept for epoch %s: the resumed epochs draw other "
+                "random numbers (Dropout masks) than an uninterrupted run",
+                done,
+            )
+            return
+        for variable, state in zip(states, saved, strict=True):
+            variable.assign(keras.ops.convert_to_tensor(state["value"], variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        states = self._states()
+        if not states:
+            return
+        kept = {k: v for k, v in self._saved().items() if int(k) == epoch}  # the one before
+        kept[str(epoch + 1)] = [
+            {"path": v.path, "value": keras.ops.convert_to_numpy(v).tolist()} for v in states
+        ]
+        atomic.write_text(self.backup_dir / self.FILE, json.dumps(kept))
 
 
 class KeepHistory(keras.callbacks.Callback):

@@ -38,4 +38,7 @@ if __name__ == "__main__":
         )
     script = "pipelines/experiment.py"
     sys.argv = [script, *sys.argv[1:]]
+    # As ``python pipelines/experiment.py`` would: the script's folder first on the path
+    # (it imports its sibling ``stage_timing``), not this file's.
+    sys.path[0] = str(Path(script).resolve().parent)
     runpy.run_path(script, run_name="__main__")
