@@ -390,9 +390,9 @@ def build_training_variables(model: keras.Model, element_spec) -> None:
     """
     if model.distribute_strategy is not tf.distribute.get_strategy():
         return
-    specs = tf.nest.flatten(element_spec)
     if not isinstance(element_spec, tuple) or len(element_spec) < 2:
         return
+    specs = tf.nest.flatten(element_spec)
     if not all(isinstance(spec, tf.TensorSpec) and spec.shape.rank is not None for spec in specs):
         return
     if model.optimizer is not None and not model.optimizer.built:
@@ -430,14 +430,14 @@ class ReplayDataOrder(keras.callbacks.Callback):
     def __init__(self, dataset, backup_dir):
         super().__init__()
         self.dataset = dataset
-        self.metadata = Path(backup_dir) / "training_metadata.json"  # BackupAndRestore's
+        self.backup_dir = Path(backup_dir)
 
     def on_train_begin(self, logs=None):
-        if not isinstance(self.dataset, tf.data.Dataset) or not self.metadata.exists():
+        done = _backed_up_epochs(self.backup_dir)
+        if not isinstance(self.dataset, tf.data.Dataset) or not done:
             return
-        done = int(json.loads(self.metadata.read_text())["epoch"])
         length = int(self.dataset.cardinality())
-        if done < 1 or length == tf.data.INFINITE_CARDINALITY or length == 0:
+        if length == tf.data.INFINITE_CARDINALITY or length == 0:
             return
         logger.info("replaying the data order of %d completed epochs", done)
         for _ in range(done):
@@ -476,12 +476,11 @@ class KeepSeedGenerators(keras.callbacks.Callback):
         return json.loads(path.read_text()) if path.exists() else {}
 
     def on_train_begin(self, logs=None):
-        metadata = self.backup_dir / "training_metadata.json"  # BackupAndRestore's
         states = self._states()
-        if not states or not metadata.exists():
+        done = _backed_up_epochs(self.backup_dir)
+        if not states or done is None:
             return
-        done = str(json.loads(metadata.read_text())["epoch"])
-        saved = self._saved().get(done)
+        saved = self._saved().get(str(done))
         # matched by position: a model built twice in one process has other layer names
         if saved is None or [list(v.shape) for v in states] != [
             list(np.shape(s["value"])) for s in saved
@@ -504,6 +503,13 @@ class KeepSeedGenerators(keras.callbacks.Callback):
             {"path": v.path, "value": keras.ops.convert_to_numpy(v).tolist()} for v in states
         ]
         atomic.write_text(self.backup_dir / self.FILE, json.dumps(kept))
+
+
+def _backed_up_epochs(backup_dir: Path) -> int | None:
+    """The epochs completed by the backup ``BackupAndRestore`` keeps in ``backup_dir``
+    (``None``: no backup)."""
+    metadata = backup_dir / "training_metadata.json"  # BackupAndRestore's file
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else None
 
 
 class KeepHistory(keras.callbacks.Callback):
