@@ -75,6 +75,12 @@ def tiny_options(family: str, root: Path) -> dict:
                 "window_size": [32, 32],
                 "step": 16,
                 "image_side": 64,
+                "window_grid": {
+                    "window_size": [[32, 32]],
+                    "step": [16, 32],
+                    "scale": [1.5],
+                    "image_side": [64],
+                },
                 "batch_size": 64,
                 "max_detections": 10,
             },

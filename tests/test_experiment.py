@@ -71,6 +71,9 @@ def test_every_family_trains_evaluates_and_tracks_from_a_row(root, family):
     assert "train_seconds" in logged
     for key, value in flat_metrics(metrics).items():
         assert logged[key] == pytest.approx(value), key
+    if family == "sliding_window":  # the windows picked on validation, each candidate's mAP50
+        candidate = "window_selection.candidates.window_32x32_step_32_scale_1.5_side_64.mAP50"
+        assert {"window_selection.chosen.step", candidate, "operating_threshold"} <= set(logged)
     assert tracked.data.params["train.epochs"] == "1"
 
     served = tf.saved_model.load(str(layout.saved_model(name)))

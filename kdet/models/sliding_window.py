@@ -6,7 +6,11 @@ the confident ones, suppress overlaps) with the windows expressed in the origina
 image's pixels: a window of level ``k`` is cut straight from the original image and
 resized to the classifier's input with ``crop_and_resize``, which is what resizing the
 level and cutting the window would give, without building the pyramid images. All
-windows of an image are classified in batches inside one TensorFlow graph.
+windows of an image are classified in batches inside one TensorFlow graph. A classifier
+with per-class box corrections (the paper R-CNN's ``box_delta``) moves each window by its
+best class's correction, as the R-CNN detector moves its proposals
+(:func:`kdet.models.rcnn.detector.regress_regions`). :func:`select_windows` picks the
+window setting with the best mAP50 on held-out images from a grid of candidates.
 
 Example:
     >>> import numpy as np
@@ -19,10 +23,65 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+
 import keras
 import tensorflow as tf
 
-from kdet.models.rcnn.detector import classify_regions, select_detections
+from kdet.datasets.records import RecordSet
+from kdet.models.rcnn.detector import (
+    class_probabilities,
+    region_outputs,
+    regress_regions,
+    select_detections,
+)
+from kdet.models.rcnn.evaluation import EvaluationReport, evaluate_detector
+
+#: the options that place the windows (see :func:`pyramid_windows`)
+WINDOW_KEYS = ("window_size", "step", "scale", "image_side")
+
+
+def check_window_setting(setting: Mapping, where: str = "") -> None:
+    """Raise ``ValueError`` naming the option (``where`` + key) of a bad window setting.
+
+    Args:
+        setting: some of :data:`WINDOW_KEYS` and their values.
+        where: prefix of the option's name in the message (``"evaluate."``).
+
+    Example:
+        >>> check_window_setting({"step": 0}, "evaluate.")
+        Traceback (most recent call last):
+        ...
+        ValueError: evaluate.step: 0 is not allowed: a whole number >= 1
+    """
+    rules = {
+        "window_size": (
+            lambda v: isinstance(v, list | tuple) and len(v) == 2 and all(_whole(s) for s in v),
+            "[height, width], whole numbers >= 1",
+        ),
+        "step": (_whole, "a whole number >= 1"),
+        "scale": (lambda v: _number(v) and v > 1, "a number > 1"),
+        "image_side": (lambda v: v is None or _whole(v), "a whole number >= 1 or null"),
+    }
+    for key, value in setting.items():
+        if key not in rules:
+            raise ValueError(
+                f"{where}{key}: unknown window option (allowed: {', '.join(WINDOW_KEYS)})"
+            )
+        valid, allowed = rules[key]
+        if not valid(value):
+            raise ValueError(f"{where}{key}: {value!r} is not allowed: {allowed}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def pyramid_windows(
@@ -46,10 +105,9 @@ def pyramid_windows(
     Returns:
         float32 ``(N, 4)``; a level is used while the window still fits in it.
     """
-    if scale <= 1:
-        raise ValueError(f"scale must be > 1. Received: {scale=}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1. Received: {step=}")
+    check_window_setting(
+        {"window_size": list(window_size), "step": step, "scale": scale, "image_side": image_side}
+    )
     window_h, window_w = (float(v) for v in window_size)
     height = tf.cast(image_shape[0], tf.float32)
     width = tf.cast(image_shape[1], tf.float32)
@@ -91,6 +149,8 @@ class SlidingWindowDetector:
         class_output: name of the class output of a multi-output classifier.
         score_threshold, iou_threshold, max_detections: as for the R-CNN detector.
         batch_size: windows classified at once.
+        regress: move each window by the box correction of its best class, when the
+            classifier predicts them (a ``box_delta`` output); ``False`` keeps the windows.
     """
 
     def __init__(
@@ -108,6 +168,7 @@ class SlidingWindowDetector:
         iou_threshold: float = 0.3,
         max_detections: int = 20,
         batch_size: int | None = 256,
+        regress: bool = True,
     ):
         self.classifier = classifier
         input_shape = classifier.input_shape
@@ -126,6 +187,7 @@ class SlidingWindowDetector:
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.batch_size = batch_size
+        self.regress = regress
         self.detect = tf.function(
             self.detect_eager, input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)]
         )
@@ -141,17 +203,15 @@ class SlidingWindowDetector:
         class ids count object classes only (the background column removed).
         """
         boxes = self.windows(tf.shape(image))
-        probs = classify_regions(
-            self.classifier,
-            image,
-            boxes,
-            crop_size=self.crop_size,
-            batch_size=self.batch_size,
-            class_output=self.class_output,
+        outputs = region_outputs(
+            self.classifier, image, boxes, crop_size=self.crop_size, batch_size=self.batch_size
         )
+        probs = class_probabilities(outputs, self.class_output)
         if self.background_class is not None:
             keep = [i for i in range(probs.shape[-1]) if i != self.background_class]
             probs = tf.gather(probs, keep, axis=1)
+        if self.regress and "box_delta" in outputs:
+            boxes = regress_regions(boxes, probs, outputs["box_delta"], tf.shape(image))
         return select_detections(
             boxes,
             probs,
@@ -163,3 +223,108 @@ class SlidingWindowDetector:
     def __call__(self, image) -> dict[str, tf.Tensor]:
         """Run the compiled :meth:`detect` on an array-like image."""
         return self.detect(tf.convert_to_tensor(image, tf.uint8))
+
+
+def window_candidates(grid: Mapping[str, Sequence]) -> list[dict]:
+    """Every combination of the grid's values, in order (the last key varies fastest).
+
+    Args:
+        grid: ``{option: [value, ...]}`` for options of :data:`WINDOW_KEYS`.
+
+    Example:
+        >>> window_candidates({"window_size": [[64, 64]], "step": [8, 16]})
+        [{'window_size': [64, 64], 'step': 8}, {'window_size': [64, 64], 'step': 16}]
+    """
+    for key, values in grid.items():
+        if not isinstance(values, list | tuple) or not values:
+            raise ValueError(f"window_grid.{key}: {values!r} is not allowed: a non-empty list")
+        for value in values:
+            check_window_setting({key: value}, "window_grid.")
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+@dataclasses.dataclass
+class WindowSelection:
+    """What :func:`select_windows` found.
+
+    Attributes:
+        setting: the chosen window setting (best mAP50; the first one on ties).
+        report: the chosen setting's :class:`EvaluationReport` on the held-out images.
+        candidates: ``[(setting, mAP50, seconds), ...]`` for every candidate, in order.
+        seconds: wall time of the whole selection.
+    """
+
+    setting: dict
+    report: EvaluationReport
+    candidates: list
+    seconds: float
+
+    def as_metrics(self) -> dict:
+        """The chosen setting, each candidate's mAP50 and seconds, for JSON and MLflow."""
+        table = {
+            setting_label(setting): {"mAP50": map50, "seconds": seconds}
+            for setting, map50, seconds in self.candidates
+        }
+        chosen = dict(self.setting)
+        height, width = chosen.pop("window_size", (None, None))
+        chosen = {"window_height": height, "window_width": width, **chosen}
+        return {
+            "chosen": chosen,
+            "validation_mAP50": self.report.result.mAP50,
+            "candidates": table,
+            "seconds": self.seconds,
+        }
+
+
+def setting_label(setting: Mapping) -> str:
+    """A short name of a window setting (a metric name: no spaces, no slashes).
+
+    Example:
+        >>> setting_label({"window_size": [64, 48], "step": 16, "scale": 1.5, "image_side": 300})
+        'window_64x48_step_16_scale_1.5_side_300'
+    """
+    parts = []
+    for key, value in setting.items():
+        if key == "window_size":
+            parts.append(f"window_{value[0]}x{value[1]}")
+        else:
+            parts.append(f"{key.split('_')[-1]}_{value}")
+    return "_".join(parts)
+
+
+def select_windows(
+    classifier: keras.Model,
+    record_set: RecordSet,
+    candidates: Sequence[Mapping],
+    **detector_options,
+) -> WindowSelection:
+    """The window setting with the best mAP50 on ``record_set`` (held-out images).
+
+    Args:
+        classifier: the window classifier (see :class:`SlidingWindowDetector`).
+        record_set: the images to choose on: validation images, never the test split.
+        candidates: window settings (e.g. :func:`window_candidates` of a grid).
+        **detector_options: the other :class:`SlidingWindowDetector` arguments.
+
+    Returns:
+        A :class:`WindowSelection`.
+
+    Example:
+        >>> held_out = records.split("train")  # doctest: +SKIP
+        >>> grid = {"window_size": [[48, 48], [64, 64]], "step": [16]}
+        >>> select_windows(classifier, held_out, window_candidates(grid)).setting
+        ... # doctest: +SKIP
+        {'window_size': [64, 64], 'step': 16}
+    """
+    if not candidates:
+        raise ValueError("select_windows needs at least one candidate window setting")
+    start = time.perf_counter()
+    best, table = None, []
+    for setting in candidates:
+        began = time.perf_counter()
+        detector = SlidingWindowDetector(classifier, **setting, **detector_options)
+        report = evaluate_detector(detector, record_set)
+        table.append((dict(setting), report.result.mAP50, time.perf_counter() - began))
+        if best is None or report.result.mAP50 > best[1].result.mAP50:
+            best = (dict(setting), report)
+    return WindowSelection(best[0], best[1], table, time.perf_counter() - start)

@@ -130,9 +130,48 @@ def classify_regions(
             whatever its name.
     """
     outputs = region_outputs(classifier, image, boxes, crop_size=crop_size, batch_size=batch_size)
+    return class_probabilities(outputs, class_output)
+
+
+def class_probabilities(outputs: dict[str, tf.Tensor], class_output: str | None = None):
+    """The class probabilities among :func:`region_outputs`' ``outputs``: the only output,
+    or the one named ``class_output`` (default ``"class_label"``).
+
+    Example:
+        >>> class_probabilities({"class_label": [[0.2, 0.8]], "box_delta": [[[0, 0, 0, 0]]]})
+        [[0.2, 0.8]]
+    """
     if len(outputs) == 1:
         return next(iter(outputs.values()))
     return outputs[class_output or "class_label"]
+
+
+def regress_regions(
+    boxes: tf.Tensor, class_scores: tf.Tensor, box_deltas: tf.Tensor, image_shape
+) -> tf.Tensor:
+    """Move each region by the box correction of its best class, clipped to the image.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy regions (proposals, windows).
+        class_scores: ``(N, C)`` object-class scores (no background column).
+        box_deltas: ``(N, C, 4)`` per-class corrections
+            (:func:`kdet.models.rcnn.box_coder.encode_box_deltas`).
+        image_shape: ``(height, width, ...)`` of the image.
+
+    Returns:
+        float32 ``(N, 4)`` xyxy boxes.
+
+    Example:
+        >>> boxes = regress_regions([[10, 10, 50, 50.0]], [[0.9]], [[[0.5, 0, 0, 0]]], (64, 64))
+        >>> boxes.numpy().tolist()
+        [[12.0, 10.0, 52.0, 50.0]]
+    """
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), (-1, 4))
+    best = tf.argmax(class_scores, axis=-1, output_type=tf.int32)
+    deltas = tf.gather(tf.cast(box_deltas, tf.float32), best, batch_dims=1)
+    shape = tf.cast(image_shape, tf.float32)
+    size = tf.stack([shape[1], shape[0], shape[1], shape[0]])
+    return tf.clip_by_value(decode_box_deltas(boxes, deltas), 0.0, size)
 
 
 def select_detections(
@@ -241,11 +280,7 @@ class RCNNDetector:
         scores = outputs["class_label"][:, 1:]
         boxes = proposals
         if self.regress and "box_delta" in outputs:
-            best = tf.argmax(scores, axis=-1, output_type=tf.int32)
-            deltas = tf.gather(outputs["box_delta"], best, batch_dims=1)
-            shape = tf.cast(tf.shape(image), tf.float32)
-            size = tf.stack([shape[1], shape[0], shape[1], shape[0]])
-            boxes = tf.clip_by_value(decode_box_deltas(proposals, deltas), 0.0, size)
+            boxes = regress_regions(proposals, scores, outputs["box_delta"], tf.shape(image))
         return select_detections(
             boxes,
             scores,
