@@ -2,9 +2,10 @@
 
 Each artifact is loaded with :class:`kdet.deploy.Runtime` and timed on whole calls (uint8
 image in, detections out, caller-side resize and NMS included), batch 1, after warm-up
-calls, images sent in turn. Thread counts: ONNX Runtime and LiteRT get ``num_threads``
-intra-op threads (ONNX Runtime one inter-op thread); TensorFlow keeps its process-wide pool
-(``tf.config.threading`` values, 0 = all cores) and the result says which.
+calls, images sent in turn, the artifacts interleaved (:func:`kdet.latency.time_calls`).
+Thread counts: ONNX Runtime and LiteRT get ``num_threads`` intra-op threads (ONNX Runtime
+one inter-op thread); TensorFlow keeps its process-wide pool (``tf.config.threading``
+values, 0 = all cores) and the result says which.
 
 Example:
     >>> rows = benchmark({"saved_model": "sm", "onnx": "m.onnx"}, images)  # doctest: +SKIP
@@ -14,8 +15,6 @@ Example:
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,7 +31,8 @@ def artifact_size(path: str | os.PathLike) -> int:
     return path.stat().st_size
 
 
-def _tf_threads() -> str:
+def tf_threads() -> str:
+    """TensorFlow's intra- and inter-op thread pools, e.g. ``tf intra=2 inter=auto``."""
     import tensorflow as tf
 
     intra = tf.config.threading.get_intra_op_parallelism_threads()
@@ -69,36 +69,34 @@ def benchmark(
             f"need at least one image and one timed call. Received: {len(images)} images, "
             f"{repeats=}"
         )
+    from kdet.latency import time_calls  # TensorFlow, imported when timing
+
     threads = num_threads or os.cpu_count()
-    rows = []
-    for label, artifact in artifacts.items():
-        if isinstance(artifact, Runtime):
-            runtime = artifact
-        else:
-            runtime = Runtime(artifact, num_threads=threads)
-        path = runtime.path
-        for i in range(warmup):
-            runtime(images[i % len(images)])
-        times = []
-        for i in range(repeats):
-            start = time.perf_counter()
-            runtime(images[i % len(images)])
-            times.append((time.perf_counter() - start) * 1000.0)
-        times.sort()
-        rows.append(
-            {
-                "label": label,
-                "format": runtime.format,
-                "path": str(path),
-                "size_bytes": artifact_size(path),
-                "latency_ms": statistics.median(times),
-                "latency_p90_ms": times[int(0.9 * (len(times) - 1))],
-                "threads": _tf_threads()
-                if runtime.format == "saved_model"
-                else f"intra={runtime.num_threads or threads}",
-            }
-        )
-    return rows
+    runtimes = {
+        label: artifact if isinstance(artifact, Runtime) else Runtime(artifact, num_threads=threads)
+        for label, artifact in artifacts.items()
+    }
+    stats, _ = time_calls(
+        {
+            label: lambda i, runtime=runtime: runtime(images[i % len(images)])
+            for label, runtime in runtimes.items()
+        },
+        warmup=warmup,
+        repeats=repeats,
+    )
+    return [
+        {
+            "label": label,
+            "format": runtime.format,
+            "path": str(runtime.path),
+            "size_bytes": artifact_size(runtime.path),
+            **stats[label],
+            "threads": tf_threads()
+            if runtime.format == "saved_model"
+            else f"intra={runtime.num_threads or threads}",
+        }
+        for label, runtime in runtimes.items()
+    ]
 
 
 def format_table(rows: Sequence[dict]) -> str:
