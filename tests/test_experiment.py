@@ -1,6 +1,7 @@
 """The experiment runner (:mod:`kdet.experiment`) trains, evaluates and tracks every
 registered family from a table row (tiny models on 64x64 images)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,6 +16,9 @@ from kdet.datasets.records import RecordSet
 from kdet.errors import KdetError
 from kdet.experiment import Experiment, Layout, flat_metrics, read_history
 from kdet.families import family_names, get_family
+from kdet.models.rcnn.evaluation import evaluate_detector, pick_score_threshold
+from kdet.models.rcnn.family import MODEL_FILE, PROPOSALS_FILE, VALIDATION_FILE
+from kdet.models.rcnn.proposals import load_proposals
 from kdet.training import TrainingInterrupted
 from tests.runner_helpers import (
     dataset_for,
@@ -78,6 +82,32 @@ def test_every_family_trains_evaluates_and_tracks_from_a_row(root, family):
 
     served = tf.saved_model.load(str(layout.saved_model(name)))
     assert "serving_default" in served.signatures
+
+
+@pytest.mark.parametrize("family", ["rcnn", "fast_rcnn"])
+def test_the_served_threshold_is_the_best_f1_on_the_held_out_images(root, family):
+    dataset = dataset_for(family, root)
+    name = f"{family}_tiny"
+    exp, _, metrics = run(root, name, tiny_row(family, dataset, root))
+    options = dict(exp.evaluate)
+    assert options.pop("threshold_on_validation") and options["score_threshold"] == 0.05
+    train_dir = Layout(root).train_dir(name)
+    held = set(json.loads((train_dir / VALIDATION_FILE).read_text()))
+    train = experiment.load_records(exp, Layout(root)).split("train")
+    held_out = dataclasses.replace(train, records=[r for r in train.records if r.image in held])
+    model = keras.saving.load_model(train_dir / MODEL_FILE)
+    report = evaluate_detector(
+        get_family(family).detector(model, **options),
+        held_out,
+        proposals=load_proposals(train_dir / PROPOSALS_FILE),
+    )
+    picked, f1 = pick_score_threshold(report, held_out)
+    assert metrics["operating_threshold"] == pytest.approx(max(picked, 0.05))
+    assert metrics["validation_f1"] == pytest.approx(f1)
+    assert metrics["validation_images"] == len(held) > 0
+    logged = mlflow_run(run_id(root, name)).data.metrics
+    assert logged["operating_threshold"] == pytest.approx(metrics["operating_threshold"])
+    assert logged["validation_f1"] == pytest.approx(f1)
 
 
 def test_a_single_box_family_refuses_a_dataset_with_several_boxes(root):

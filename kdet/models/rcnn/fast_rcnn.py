@@ -260,7 +260,8 @@ def train_fast_rcnn(
     step per replica; ``strategy`` as there).
 
     Returns:
-        ``(model, {"history": per-epoch metrics})``.
+        ``(model, {"history": per-epoch metrics, "validation_images": [image names held
+        out]})``, as :func:`~kdet.models.rcnn.train.train_rcnn_classifier`.
     """
     keras.utils.set_random_seed(seed)
     train_records, val_records = split_by_image(record_set, validation_fraction, seed)
@@ -313,7 +314,10 @@ def train_fast_rcnn(
             chief=distribute.is_chief(strategy),
         ),
     )
-    return model, {"history": history.history}
+    return model, {
+        "history": history.history,
+        "validation_images": [record.image for record in val_records.records],
+    }
 
 
 class FastRCNNDetector:

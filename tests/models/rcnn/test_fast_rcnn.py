@@ -48,6 +48,7 @@ def test_train_and_detect_in_original_pixels(square_records):
         validation_fraction=0.25,
     )
     assert {"loss", "val_loss"} <= set(info["history"])
+    assert len(info["validation_images"]) == 1  # 1 of the 4 images, as R-CNN's training
     image = np.kron(square_image(), np.ones((2, 3, 1), np.uint8))  # 128 x 192, not square
     boxes = np.array([[30, 40, 130, 100], [0, 0, 60, 60]], np.float32)
     detector = FastRCNNDetector(model, score_threshold=0.0, iou_threshold=1.0)
