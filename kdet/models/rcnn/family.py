@@ -295,7 +295,7 @@ class FastRCNNFamily(RCNNFamily):
             "proposals": PROPOSAL_DEFAULTS,
         },
         # R-CNN's: mAP above the floor 0.05, the SavedModel serves the best validation F1's
-        "evaluate": RCNNFamily.defaults["evaluate"],
+        "evaluate": {**RCNNFamily.defaults["evaluate"]},
     }
 
     fit_model = staticmethod(train_fast_rcnn)
