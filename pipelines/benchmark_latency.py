@@ -2,13 +2,13 @@
 
 For each trained row (default: every ``data/models/NAME/saved_model``; rows are looked up
 in ``params.yaml``'s ``experiments`` and ``finetune`` tables), on up to ``images`` of its
-test images, :func:`kdet.latency.benchmark_saved_model` times in one interleaved loop the
+test images, :func:`kdet.deploy.benchmark.benchmark_saved_model` times in one interleaved loop the
 ``detect_image`` signature (batch 1), the same signature XLA-compiled, and the row's
 ``export/model.onnx`` / ``export/model.tflite`` where they exist; then rounds of
 ``concurrency`` images sent one after another vs from that many threads at once (the
 contract takes one image per call, so concurrent requests are how a deployment batches).
 For families whose Keras model takes a batch of whole images (single-box heads, YOLOv8,
-RetinaNet) and whose ``train/model.keras`` is there, :func:`kdet.latency.benchmark_forward`
+RetinaNet) and whose ``train/model.keras`` is there, :func:`kdet.deploy.benchmark.benchmark_forward`
 also times the network alone at batch 1 and ``concurrency``, plain and XLA-compiled: true
 batching, and XLA where the serving signature cannot be compiled.
 R-CNN / Fast R-CNN get their selective-search proposals precomputed: their times exclude
@@ -156,9 +156,9 @@ def main(argv=None) -> None:
 
     from kdet import atomic
     from kdet.datasets.records import RecordSet
-    from kdet.deploy.benchmark import tf_threads
+    from kdet.deploy.benchmark import benchmark_forward, benchmark_saved_model, tf_threads
     from kdet.experiment import Layout
-    from kdet.latency import benchmark_forward, benchmark_saved_model, latency_images
+    from kdet.latency import latency_images
 
     layout = Layout()
     rows = find_rows(params, Path(layout.root) / "data" / "models")

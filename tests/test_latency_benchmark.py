@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from kdet.latency import benchmark_forward, benchmark_saved_model, time_calls
+from kdet.deploy.benchmark import benchmark_forward, benchmark_saved_model
+from kdet.latency import time_calls
 from pipelines.benchmark_latency import format_table, table_rows
 from tests.toy_detector import export_toy_detector, export_toy_proposal_detector
 

@@ -60,6 +60,8 @@ def test_sliding_window_family_evaluates_at_its_score_threshold(squares, tmp_pat
         "step": 8,
         "image_side": 64,
         "score_threshold": 0.5,
+        "windows_on_validation": False,  # no held-out images here: fixed windows and
+        "threshold_on_validation": False,  # the served threshold is score_threshold
     }
     one_class = RecordSet("squares", ["square"], squares.records, squares.root)
     evaluation = family.evaluate(
