@@ -51,7 +51,15 @@ from kdet.datasets.records import RecordSet
 from kdet.errors import KdetError
 from kdet.families import get_family, merge_options
 
-ROW_KEYS = ("family", "dataset", "train", "evaluate", "init_from", "registered_model")
+ROW_KEYS = (
+    "family",
+    "dataset",
+    "train",
+    "evaluate",
+    "init_from",
+    "registered_model",
+    "showcase",
+)
 REQUIRED_KEYS = ("family", "dataset", "train", "evaluate")
 RUN_FILE = "run.json"
 # The first of these a dataset has is scored (as "test"); training takes "train".
@@ -72,6 +80,9 @@ class Experiment:
         init_from: the experiment whose trained model this one starts from, or ``None``.
         registered_model: MLflow registered model name; ``None``: the dataset's name
             (``DATASET_FAMILY`` for families not ranked by ``mAP50``).
+        showcase: file names of dataset images (any split, e.g. ``raccoon-1.jpg``) that
+            :func:`evaluate` annotates with the exported SavedModel, as ``kdet predict``
+            draws them, into ``data/plots/NAME/showcase/`` and the MLflow run.
     """
 
     name: str
@@ -81,6 +92,7 @@ class Experiment:
     evaluate: dict
     init_from: str | None = None
     registered_model: str | None = None
+    showcase: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, name: str, row: Mapping, where: str = "experiments") -> Experiment:
@@ -113,6 +125,9 @@ class Experiment:
         family.check_options({"train": train, "evaluate": evaluate}, where)
         if row.get("init_from") is not None and not isinstance(row["init_from"], str):
             raise ValueError(f"{where}.init_from: {row['init_from']!r} is not an experiment name")
+        showcase = row.get("showcase") or []
+        if not isinstance(showcase, list) or not all(isinstance(n, str) and n for n in showcase):
+            raise ValueError(f"{where}.showcase: {showcase!r} is not a list of image file names")
         return cls(
             name=name,
             family=family.name,
@@ -121,11 +136,15 @@ class Experiment:
             evaluate=evaluate,
             init_from=row.get("init_from"),
             registered_model=row.get("registered_model"),
+            showcase=tuple(showcase),
         )
 
     def params(self) -> dict:
-        """Everything that defines the run (logged to MLflow, hashed for checkpoints)."""
-        return dataclasses.asdict(self)
+        """Everything that defines the run (logged to MLflow, hashed for checkpoints); the
+        showcase images do not."""
+        params = dataclasses.asdict(self)
+        del params["showcase"]
+        return params
 
     def registered_model_name(self) -> str:
         """The MLflow registered model this experiment publishes to."""
@@ -301,7 +320,8 @@ def train(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
 def evaluate(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
     """Evaluate the trained ``experiment`` on the test split and export its SavedModel.
 
-    Writes ``data/metrics/NAME.json``, ``data/plots/NAME/`` (PR curve CSV, figures) and
+    Writes ``data/metrics/NAME.json``, ``data/plots/NAME/`` (PR curve CSV, figures, the row's
+    ``showcase`` images annotated by the SavedModel in ``showcase/``) and
     ``data/models/NAME/saved_model``, and logs all of it to the training's MLflow run.
 
     Returns:
@@ -316,6 +336,7 @@ def evaluate(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
     layout = Layout(Path(root))
     family = get_family(experiment.family)
     records = load_records(experiment, layout)
+    showcase = _showcase_images(experiment, records)
     train_dir = layout.train_dir(experiment.name)
     run_file = train_dir / RUN_FILE
     if not run_file.exists():
@@ -350,7 +371,45 @@ def evaluate(experiment: Experiment, *, root: str | os.PathLike = ".") -> dict:
             tracking.log_figure(figure, name)
             plt.close(figure)
         tracking.log_saved_model(saved_model)
+        for path in _annotate(showcase, saved_model, plots / "showcase"):
+            mlflow.log_artifact(str(path), "showcase")
     return metrics
+
+
+def _showcase_images(experiment: Experiment, records: RecordSet) -> list[Path]:
+    """The paths of ``experiment.showcase``'s images, found by file name in any split."""
+    by_name = {}
+    for record in records.records:
+        by_name.setdefault(Path(record.image).name, records.image_path(record))
+    missing = [name for name in experiment.showcase if name not in by_name]
+    if missing:
+        raise KdetError(
+            records.root,
+            f"showcase image {missing[0]!r} (row {experiment.name}) is not in the dataset",
+        )
+    return [by_name[name] for name in experiment.showcase]
+
+
+def _annotate(images: list[Path], saved_model: Path, folder: Path) -> list[Path]:
+    """Each image with the SavedModel's detections drawn (as ``kdet predict`` draws them),
+    written to ``folder/STEM.jpg``."""
+    if not images:
+        return []
+    import cv2
+
+    from kdet.data.decode import read_image
+    from kdet.detector import Detector, annotate
+
+    detector = Detector(saved_model)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in images:
+        image = read_image(str(source)).numpy()
+        _, encoded = cv2.imencode(".jpg", annotate(image, detector(image)))
+        path = folder / f"{Path(source).stem}.jpg"
+        atomic.write_bytes(path, encoded.tobytes())
+        written.append(path)
+    return written
 
 
 def publish(experiment: Experiment, *, root: str | os.PathLike = ".", **options) -> dict:

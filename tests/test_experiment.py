@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import keras
+import mlflow
 import pytest
 import tensorflow as tf
 
@@ -43,8 +44,10 @@ def root(tmp_path, monkeypatch):
 def test_every_family_trains_evaluates_and_tracks_from_a_row(root, family):
     dataset = dataset_for(family, root)
     name = f"{family}_tiny"
-    exp, numbers, metrics = run(root, name, tiny_row(family, dataset, root))
     layout = Layout(root)
+    shown = RecordSet.load(layout.records(dataset)).split("train").records[0]  # any split
+    row = {**tiny_row(family, dataset, root), "showcase": [Path(shown.image).name]}
+    exp, numbers, metrics = run(root, name, row)
 
     assert (layout.train_dir(name) / experiment.RUN_FILE).exists()
     assert json.loads(layout.train_metrics(name).read_text()) == pytest.approx(numbers)
@@ -82,6 +85,13 @@ def test_every_family_trains_evaluates_and_tracks_from_a_row(root, family):
 
     served = tf.saved_model.load(str(layout.saved_model(name)))
     assert "serving_default" in served.signatures
+    annotated = layout.plots(name) / "showcase" / f"{Path(shown.image).stem}.jpg"
+    assert tf.io.decode_jpeg(tf.io.read_file(str(annotated))).shape[:2] == (
+        shown.height,
+        shown.width,
+    )
+    artifacts = mlflow.MlflowClient().list_artifacts(info["run_id"], "showcase")
+    assert [a.path for a in artifacts] == [f"showcase/{annotated.name}"]
 
 
 @pytest.mark.parametrize("family", ["rcnn", "fast_rcnn"])
@@ -143,6 +153,10 @@ def test_a_single_box_family_refuses_a_dataset_with_several_boxes(root):
             {"family": "yolov8", "dataset": "d", "train": {"strategy": "tpu"}, "evaluate": {}},
             r"experiments\.r\.train\.strategy: 'tpu' is not allowed: one of",
         ),
+        (
+            {"family": "yolov8", "dataset": "d", "train": {}, "evaluate": {}, "showcase": "a.jpg"},
+            r"experiments\.r\.showcase: 'a\.jpg' is not a list of image file names",
+        ),
     ],
 )
 def test_a_bad_row_raises_naming_the_key(row, message):
@@ -170,6 +184,14 @@ def test_the_held_out_split_is_scored_as_test(root, splits, scored):
     assert [r.image for r in loaded.split("train").records] == [
         r.image for r in records.records if r.split == "train"
     ]
+
+
+def test_a_showcase_image_not_in_the_dataset_fails_before_evaluating(root):
+    make_shapes(root, num_images=12)
+    row = {**tiny_row("yolov8", "shapes", root), "showcase": ["raccoon-1.jpg"]}
+    exp = Experiment.from_row("shown", row)
+    with pytest.raises(KdetError, match=r"showcase image 'raccoon-1\.jpg' \(row shown\)"):
+        experiment.evaluate(exp, root=root)  # before "not trained yet"
 
 
 def test_init_from_an_untrained_experiment_raises_naming_it(root):
