@@ -112,7 +112,9 @@ def time_calls(
     return {label: summarize(t) for label, t in times.items() if label not in reasons}, reasons
 
 
-def _check_images(images, repeats) -> list[np.ndarray]:
+def image_list(images, repeats) -> list[np.ndarray]:
+    """``images`` (one ``(H, W, 3)`` array or several) as a list; at least one image and
+    one timed call (``repeats``), else ``ValueError``."""
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
     if not len(images) or repeats < 1:
@@ -142,7 +144,7 @@ def measure_latency(
     Returns:
         ``{"latency_ms": median, "latency_p90_ms": 90th percentile}``.
     """
-    images = _check_images(images, repeats)
+    images = image_list(images, repeats)
     detect = tf.saved_model.load(str(saved_model_path)).signatures["detect_image"]
     tensors = [tf.constant(image, tf.uint8) for image in images]
 

@@ -157,9 +157,9 @@ def benchmark_saved_model(
     """
     import tensorflow as tf
 
-    from kdet.latency import _check_images, first_line, time_calls
+    from kdet.latency import first_line, image_list, time_calls
 
-    images = _check_images(images, repeats)
+    images = image_list(images, repeats)
     warmup = max(warmup, len(images))
     loaded = tf.saved_model.load(str(saved_model_path))
     signature = loaded.signatures["detect_image"]

@@ -112,27 +112,6 @@ def region_outputs(
     return {name: array.concat() for name, array in arrays.items()}
 
 
-def classify_regions(
-    classifier: keras.Model,
-    image: tf.Tensor,
-    boxes: tf.Tensor,
-    *,
-    crop_size: int,
-    batch_size: int | None = None,
-    class_output: str | None = None,
-) -> tf.Tensor:
-    """Class probabilities ``(N, C)`` of every region of one image.
-
-    Args:
-        classifier, image, boxes, crop_size, batch_size: see :func:`region_outputs`.
-        class_output: for a classifier with several outputs, the name of the one holding
-            the class probabilities (default ``"class_label"``); a single output is used
-            whatever its name.
-    """
-    outputs = region_outputs(classifier, image, boxes, crop_size=crop_size, batch_size=batch_size)
-    return class_probabilities(outputs, class_output)
-
-
 def class_probabilities(outputs: dict[str, tf.Tensor], class_output: str | None = None):
     """The class probabilities among :func:`region_outputs`' ``outputs``: the only output,
     or the one named ``class_output`` (default ``"class_label"``).

@@ -397,7 +397,8 @@ class SlidingWindowFamily(RCNNFamily):
         served = detector
         if threshold_on_validation:
             held_out = _validation_records(records, train_dir, "threshold_on_validation")
-            validation = validation or evaluate_detector(detector, held_out)
+            if validation is None:  # the window selection scored the chosen setting
+                validation = evaluate_detector(detector, held_out)
             threshold, numbers = _operating_threshold(
                 validation, held_out, options["score_threshold"]
             )

@@ -4,8 +4,9 @@ from kdet.models.rcnn.box_coder import decode_box_deltas
 from kdet.models.rcnn.classifier import build_rcnn_classifier
 from kdet.models.rcnn.detector import (
     RCNNDetector,
-    classify_regions,
+    class_probabilities,
     crop_regions,
+    region_outputs,
     select_detections,
 )
 from tests.models.rcnn.conftest import square_image
@@ -26,13 +27,13 @@ def test_crop_of_a_box_matches_slicing_the_image():
 def test_batched_crops_equal_a_loop_over_crops():
     classifier = build_rcnn_classifier(backbone="small_cnn", input_size=32)
     image = square_image()
-    batched = classify_regions(classifier, image, PROPOSALS, crop_size=32).numpy()
+    batched = class_probabilities(region_outputs(classifier, image, PROPOSALS, crop_size=32))
     looped = np.concatenate(
         [classifier(crop_regions(image, box[None], 32), training=False) for box in PROPOSALS]
     )
     np.testing.assert_allclose(batched, looped, rtol=1e-4, atol=1e-5)
-    chunked = classify_regions(classifier, image, PROPOSALS, crop_size=32, batch_size=2)
-    np.testing.assert_allclose(chunked.numpy(), batched, rtol=1e-4, atol=1e-5)
+    chunked = region_outputs(classifier, image, PROPOSALS, crop_size=32, batch_size=2)
+    np.testing.assert_allclose(class_probabilities(chunked), batched, rtol=1e-4, atol=1e-5)
 
 
 def test_nms_is_class_wise_and_thresholded():
