@@ -217,7 +217,13 @@ class Family:
         return None
 
 
-_POSITIVE_INTEGERS = ("epochs", "batch_size", "max_detections", "samples_per_image")
+_POSITIVE_INTEGERS = (
+    "epochs",
+    "batch_size",
+    "max_detections",
+    "samples_per_image",
+    "max_per_image",
+)
 
 
 def check_option(where: str, key: str, value, choices: Mapping[str, tuple] = {}) -> None:  # noqa: B006
@@ -233,10 +239,11 @@ def check_option(where: str, key: str, value, choices: Mapping[str, tuple] = {})
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if key in choices and value not in choices[key]:
         refuse(f"one of {', '.join(map(repr, choices[key]))}")
-    if key in _POSITIVE_INTEGERS and (
-        not isinstance(value, int) or isinstance(value, bool) or value < 1
-    ):
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if key in _POSITIVE_INTEGERS and (not whole or value < 1):
         refuse("a whole number >= 1")
+    if key == "rounds" and (not whole or value < 0):
+        refuse("a whole number >= 0")
     if key == "learning_rate" and (not number or value <= 0):
         refuse("a number > 0")
     if (key.endswith("_fraction") or key.endswith("_threshold") or key.endswith("_iou")) and (

@@ -347,7 +347,11 @@ def fit(
         )
         # (with steps_per_epoch Keras keeps one iterator across epochs: nothing to replay)
         replayed = None if "steps_per_epoch" in fit_kwargs else x
-        random_state = [ReplayDataOrder(replayed, backup_dir), KeepSeedGenerators(backup_dir)]
+        first_epoch = fit_kwargs.get("initial_epoch", 0)
+        random_state = [
+            ReplayDataOrder(replayed, backup_dir, first_epoch),
+            KeepSeedGenerators(backup_dir),
+        ]
         callbacks = [backup, *random_state, *callbacks]
         callbacks.append(KeepHistory(loggers, history_dir))
     if isinstance(x, tf.data.Dataset):
@@ -427,14 +431,15 @@ class ReplayDataOrder(keras.callbacks.Callback):
         >>> callbacks = [backup, ReplayDataOrder(train, "ckpt/backup")]  # doctest: +SKIP
     """
 
-    def __init__(self, dataset, backup_dir):
+    def __init__(self, dataset, backup_dir, first_epoch: int = 0):
         super().__init__()
         self.dataset = dataset
         self.backup_dir = Path(backup_dir)
+        self.first_epoch = first_epoch  # model.fit's initial_epoch: epochs before this call
 
     def on_train_begin(self, logs=None):
-        done = _backed_up_epochs(self.backup_dir)
-        if not isinstance(self.dataset, tf.data.Dataset) or not done:
+        done = (_backed_up_epochs(self.backup_dir) or 0) - self.first_epoch
+        if not isinstance(self.dataset, tf.data.Dataset) or done <= 0:
             return
         length = int(self.dataset.cardinality())
         if length == tf.data.INFINITE_CARDINALITY or length == 0:

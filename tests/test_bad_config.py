@@ -75,6 +75,11 @@ CASES = [
         "experiments.x.train.paper.hard_negative_fraction: 2 is not allowed: a number in [0, 1]",
     ),
     (
+        "a negative number of hard-negative mining rounds",
+        row("rcnn", train={"hard_negative_mining": {"rounds": -1}}),
+        "experiments.x.train.hard_negative_mining.rounds: -1 is not allowed: a whole number >= 0",
+    ),
+    (
         "unknown YOLOv8 size",
         row(train={"backbone_size": "xxl"}),
         "experiments.x.train.backbone_size: 'xxl' is not allowed: one of",

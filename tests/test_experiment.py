@@ -216,6 +216,22 @@ def test_a_sliding_window_from_an_rcnn_classifier_carries_its_history(root):
     assert read_history(plots("windows") / "history.csv")["loss"]
 
 
+def test_an_rcnn_row_mines_hard_negatives_from_another_rows_classifier(root):
+    """init_from + hard_negative_mining: only the mining round trains, from that classifier."""
+    make_shapes(root, num_images=12)
+    experiment.train(Experiment.from_row("rcnn_tiny", tiny_row("rcnn", "shapes", root)), root=root)
+    row = tiny_row("rcnn", "shapes", root, init_from="rcnn_tiny")
+    row["train"]["hard_negative_mining"] = {"rounds": 1, "epochs": 1, "score_threshold": 0.0}
+    numbers = experiment.train(Experiment.from_row("mined", row, where="finetune"), root=root)
+
+    assert numbers["mined_negatives.round_1"] > 0
+    lines = (Layout(root).plots("mined") / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["1"]  # after rcnn_tiny's epoch 0
+    fast = tiny_row("fast_rcnn", "shapes", root, init_from="rcnn_tiny")
+    with pytest.raises(ValueError, match="'fast_rcnn' cannot start from another experiment"):
+        experiment.train(Experiment.from_row("fast", fast, where="finetune"), root=root)
+
+
 def test_evaluate_before_train_raises(root):
     make_shapes(root, num_images=12)
     exp = Experiment.from_row("untrained", tiny_row("yolov8", "shapes", root))

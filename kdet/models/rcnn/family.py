@@ -13,7 +13,9 @@ R-CNN's classifier trains by ``labelling: paper`` (Girshick et al. 2014: IoU >= 
 positives, hard and random background, per-class box regression) or ``labelling:
 tutorial`` (the tutorial's rule, classification only); its detector, and Fast R-CNN's,
 serves the score threshold with the best F1 on the validation images held out in training
-(``threshold_on_validation``), recorded as the ``operating_threshold`` metric.
+(``threshold_on_validation``), recorded as the ``operating_threshold`` metric. With
+``hard_negative_mining.rounds`` > 0 the classifier trains further rounds on its own false
+positives; an R-CNN row with ``init_from`` starts those rounds from that row's classifier.
 
 Example:
     >>> from kdet.families import get_family
@@ -46,7 +48,7 @@ from kdet.models.rcnn.evaluation import (
 )
 from kdet.models.rcnn.fast_rcnn import FastRCNNDetector, train_fast_rcnn
 from kdet.models.rcnn.proposals import load_proposals, propose_records, save_proposals
-from kdet.models.rcnn.train import LABELLING, train_rcnn_classifier
+from kdet.models.rcnn.train import LABELLING, MINING_DEFAULTS, train_rcnn_classifier
 from kdet.models.sliding_window import (
     WINDOW_KEYS,
     SlidingWindowDetector,
@@ -95,6 +97,8 @@ CLASSIFIER_DEFAULTS = {
         "max_negatives": 10,
     },
     "box_loss_weight": 1.0,
+    # kdet.models.rcnn.train.mine_hard_negatives: rounds > 0 trains on the false positives
+    "hard_negative_mining": MINING_DEFAULTS,
 }
 DETECTOR_DEFAULTS = {
     "score_threshold": 0.5,
@@ -216,6 +220,10 @@ class RCNNFamily(Family):
         self, records, *, train_dir, history_csv, checkpoint_dir, strategy, init_dir, **options
     ):
         proposals = cached_proposals(records, train_dir, **options.pop("proposals"))
+        if init_dir is not None:  # its classifier stands for the first round (mining goes on)
+            if self.fit_model is not train_rcnn_classifier:
+                raise ValueError(f"family {self.name!r} cannot start from another experiment")
+            options["initial_model"] = Path(init_dir) / MODEL_FILE
         model, info = self.fit_model(
             records.split("train"),
             proposals,
@@ -234,6 +242,8 @@ class RCNNFamily(Family):
             for split, c in info.get("crops", {}).items()
             for label, n in c.items()
         }
+        for round_index, count in enumerate(info.get("mined_negatives", []), start=1):
+            crops[f"mined_negatives.round_{round_index}"] = count
         # a multi-output classifier names its accuracy after the class output
         keys = ("val_class_label_accuracy", "val_accuracy", "class_label_accuracy", "accuracy")
         accuracy = history[next(key for key in keys if key in history)][-1]

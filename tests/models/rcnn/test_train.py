@@ -1,8 +1,10 @@
+import keras
 import numpy as np
 import pytest
 
+from kdet.models.rcnn import train as rcnn_train
 from kdet.models.rcnn.box_coder import decode_box_deltas
-from kdet.models.rcnn.train import build_crop_dataset, train_rcnn_classifier
+from kdet.models.rcnn.train import build_crop_dataset, mine_hard_negatives, train_rcnn_classifier
 
 
 @pytest.fixture
@@ -75,3 +77,88 @@ def test_paper_training_adds_per_class_box_regression(square_records, proposals)
     assert sorted(model.output_names) == ["box_delta", "class_label"]
     assert model.output["box_delta"].shape == (None, 1, 4)
     assert {"box_delta_loss", "val_class_label_accuracy"} <= set(info["history"])
+
+
+def constant_classifier(object_probability: float, crop_size: int = 16) -> keras.Model:
+    """Calls every crop an object with ``object_probability`` (background: the rest)."""
+    inputs = keras.Input((crop_size, crop_size, 3))
+    logit = np.log(object_probability / (1 - object_probability))
+    scores = keras.layers.Dense(
+        2, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([0, logit])
+    )(keras.layers.GlobalAveragePooling2D()(inputs))
+    return keras.Model(inputs, keras.layers.Softmax()(scores))
+
+
+def test_mining_keeps_confident_proposals_away_from_every_object(square_records, proposals):
+    # Only the two corners overlap no square; both score 0.9.
+    crops, labels, targets = mine_hard_negatives(
+        constant_classifier(0.9), square_records, proposals, crop_size=16, max_per_image=8
+    )
+    assert crops.shape == (8, 16, 16, 3) and crops.dtype == np.uint8
+    assert crops.mean() < 40  # dark corners, not the bright squares
+    assert labels.tolist() == [0] * 8 and not targets.any()
+    capped = mine_hard_negatives(
+        constant_classifier(0.9), square_records, proposals, crop_size=16, max_per_image=1
+    )
+    assert len(capped[0]) == 4
+    unsure = mine_hard_negatives(
+        constant_classifier(0.4), square_records, proposals, crop_size=16, score_threshold=0.5
+    )
+    assert len(unsure[0]) == 0 and unsure[0].shape[1:] == (16, 16, 3)
+
+
+def test_mining_round_trains_on_its_false_positives_and_resumes(
+    square_records, proposals, tmp_path, monkeypatch
+):
+    options = {
+        "backbone": "small_cnn",
+        "input_size": 32,
+        "epochs": 1,
+        "batch_size": 4,
+        "validation_fraction": 0.25,
+        "hard_negative_mining": {"rounds": 1, "epochs": 2, "score_threshold": 0.0},
+        "checkpoint_dir": tmp_path / "ckpt",
+        "history_csv": tmp_path / "history.csv",
+    }
+    _, info = train_rcnn_classifier(square_records, proposals, **options)
+    # score_threshold 0: both corners of the 3 training images join the background.
+    assert info["mined_negatives"] == [6]
+    assert info["crops"]["train"] == {0: 12, 1: 9}
+    assert len(info["history"]["loss"]) == 3  # 1 epoch, then 2 more after mining
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2"]
+    rounds = tmp_path / "ckpt" / "rounds"
+    assert (rounds / "round_0" / "model.keras").exists() and (rounds / "mined_1.npz").exists()
+
+    # Killed in the mining round: the next call starts from the finished first round and
+    # its mined crops, and only trains the mining round again.
+    calls = []
+    real_fit = rcnn_train.fit
+    monkeypatch.setattr(rcnn_train, "fit", lambda *a, **k: calls.append(k) or real_fit(*a, **k))
+    monkeypatch.setattr(rcnn_train, "mine_hard_negatives", lambda *a, **k: 1 / 0)
+    _, again = train_rcnn_classifier(square_records, proposals, **options)
+    assert [call["initial_epoch"] for call in calls] == [1]
+    assert again["mined_negatives"] == [6] and len(again["history"]["loss"]) == 3
+
+
+def test_mining_starts_from_a_trained_classifier(square_records, proposals, tmp_path):
+    options = {"backbone": "small_cnn", "input_size": 32, "batch_size": 4, "epochs": 1}
+    first, _ = train_rcnn_classifier(square_records, proposals, **options)
+    first.save(tmp_path / "first.keras")
+    mining = {"rounds": 1, "epochs": 1, "score_threshold": 0.0}
+    model, info = train_rcnn_classifier(
+        square_records,
+        proposals,
+        **options,
+        hard_negative_mining=mining,
+        initial_model=tmp_path / "first.keras",
+    )
+    assert len(info["history"]["loss"]) == 1 and info["mined_negatives"][0] > 0
+    assert model.optimizer.iterations > first.optimizer.iterations  # it went on training
+    with pytest.raises(ValueError, match=r"first.keras: .* takes 32x32 crops.*needs 16x16"):
+        train_rcnn_classifier(
+            square_records,
+            proposals,
+            **{**options, "input_size": 16},
+            initial_model=tmp_path / "first.keras",
+        )
