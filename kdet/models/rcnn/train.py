@@ -109,15 +109,14 @@ def build_crop_dataset(
         if len(regions.boxes) == 0:
             continue
         image = read_image(record_set.image_path(record))
-        cut = crop_regions(image, regions.boxes, crop_size)
-        crops.append(np.clip(np.round(cut.numpy()), 0, 255).astype(np.uint8))
+        crops.append(_uint8_crops(image, regions.boxes, crop_size))
         labels.append(regions.labels)
         positive = (regions.labels > 0)[:, None]
         deltas = encode_box_deltas(regions.boxes, regions.matched) * positive
         targets.append(np.concatenate([deltas, regions.labels[:, None]], axis=1))
     if not crops:
         empty = np.zeros((0, crop_size, crop_size, 3), np.uint8)
-        return empty, np.zeros((0,), np.int32), np.zeros((0, 5), np.float32)
+        return empty, *_background(0)
     return np.concatenate(crops), np.concatenate(labels), np.concatenate(targets).astype(np.float32)
 
 
@@ -158,12 +157,16 @@ def mine_hard_negatives(
         best = np.argsort(-scores, kind="stable")[:max_per_image]
         best = best[scores[best] >= score_threshold]
         if len(best):
-            cut = crop_regions(image, boxes[best], crop_size).numpy()
-            crops.append(np.clip(np.round(cut), 0, 255).astype(np.uint8))
+            crops.append(_uint8_crops(image, boxes[best], crop_size))
     if not crops:
         return np.zeros((0, crop_size, crop_size, 3), np.uint8), *_background(0)
     crops = np.concatenate(crops)
     return crops, *_background(len(crops))
+
+
+def _uint8_crops(image, boxes, crop_size: int) -> np.ndarray:
+    """:func:`~kdet.models.rcnn.detector.crop_regions`, rounded to uint8 for storage."""
+    return np.clip(np.round(crop_regions(image, boxes, crop_size).numpy()), 0, 255).astype(np.uint8)
 
 
 def _background(count: int) -> tuple[np.ndarray, np.ndarray]:
