@@ -23,6 +23,27 @@ from kdet.errors import KdetError
 from kdet.visualize import draw_detections
 
 
+def load_contract(folder: str | os.PathLike):
+    """Load a SavedModel with kdet's serving contract: ``(loaded, detect_image signature)``.
+
+    Raises :class:`~kdet.errors.KdetError` naming ``folder`` when it is no SavedModel or
+    lacks the ``detect_image`` signature.
+
+    Example:
+        >>> loaded, detect = load_contract("saved_model")  # doctest: +SKIP
+    """
+    if not (Path(folder) / "saved_model.pb").exists():
+        raise KdetError(folder, "not a SavedModel folder (no saved_model.pb)")
+    loaded = tf.saved_model.load(str(folder))
+    if "detect_image" not in loaded.signatures:
+        raise KdetError(
+            folder,
+            "SavedModel lacks the 'detect_image' signature of kdet's serving contract "
+            f"(has {sorted(loaded.signatures)})",
+        )
+    return loaded, loaded.signatures["detect_image"]
+
+
 class Detector:
     """A contract SavedModel loaded with plain TensorFlow, called on RGB ``uint8`` arrays.
 
@@ -44,16 +65,8 @@ class Detector:
 
     def __init__(self, saved_model_dir: str | os.PathLike, proposal_options: dict | None = None):
         self.path = str(saved_model_dir)
-        if not (Path(self.path) / "saved_model.pb").exists():
-            raise KdetError(self.path, "not a SavedModel folder (no saved_model.pb)")
-        self._model = tf.saved_model.load(self.path)
-        if "detect_image" not in self._model.signatures:
-            raise KdetError(
-                self.path,
-                "SavedModel lacks the 'detect_image' signature of kdet's serving contract "
-                f"(has {sorted(self._model.signatures)})",
-            )
-        self._start(self._model.signatures["detect_image"], proposal_options)
+        self._model, detect = load_contract(self.path)
+        self._start(detect, proposal_options)
 
     def _start(self, detect, proposal_options: dict | None = None) -> None:
         """Use the ``detect_image`` function ``detect``, warmed up."""

@@ -167,3 +167,15 @@ def test_proposal_taking_model_gets_selective_search_proposals(tmp_path):
     x1, y1, x2, y2 = detection["box"]
     assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
     assert detection["class_name"] == "cat"
+
+
+def test_a_folder_without_the_serving_contract_is_refused_naming_it(tmp_path):
+    import tensorflow as tf
+
+    from kdet.detector import load_contract
+
+    with pytest.raises(KdetError, match=r"empty.*not a SavedModel folder"):
+        load_contract(tmp_path / "empty")
+    tf.saved_model.save(tf.Module(), str(tmp_path / "plain"))
+    with pytest.raises(KdetError, match=r"plain.*lacks the 'detect_image' signature"):
+        load_contract(tmp_path / "plain")

@@ -196,19 +196,10 @@ class _ContractSource:
     """A kdet serving SavedModel's ``detect_image`` signature."""
 
     def __init__(self, folder, proposals: Mapping | None = None):
-        import tensorflow as tf
+        from kdet.detector import load_contract
 
         self.folder = str(folder)
-        if not (Path(self.folder) / "saved_model.pb").exists():
-            raise DeployError(self.folder, "not a SavedModel folder (no saved_model.pb)")
-        self.loaded = tf.saved_model.load(self.folder)
-        if "detect_image" not in self.loaded.signatures:
-            raise DeployError(
-                self.folder,
-                "lacks the 'detect_image' signature of kdet's serving contract "
-                f"(has {sorted(self.loaded.signatures)})",
-            )
-        self.signature = self.loaded.signatures["detect_image"]
+        self.loaded, self.signature = load_contract(self.folder)
         self.takes_proposals = "proposals" in self.signature.structured_input_signature[1]
         self.metadata = {
             "kind": "contract",
