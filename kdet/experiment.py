@@ -41,9 +41,10 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kdet import atomic, distribute, tracking
@@ -61,6 +62,8 @@ ROW_KEYS = (
     "showcase",
 )
 REQUIRED_KEYS = ("family", "dataset", "train", "evaluate")
+# The params.yaml tables whose rows are experiments (finetune: rows with init_from).
+TABLES = ("experiments", "finetune")
 RUN_FILE = "run.json"
 # The first of these a dataset has is scored (as "test"); training takes "train".
 EVALUATION_SPLITS = ("test", "val", "valid", "validation")
@@ -153,6 +156,22 @@ class Experiment:
         if get_family(self.family).rank_by == "mAP50":
             return self.dataset
         return f"{self.dataset}_{self.family}"
+
+
+def find_row(params: Mapping, name: str) -> tuple[str, Mapping]:
+    """``(table, row)`` of the experiment ``name`` in ``params``' :data:`TABLES`.
+
+    Raises:
+        ValueError: no table has a row ``name``.
+
+    Example:
+        >>> find_row({"finetune": {"a": {"family": "yolov8"}}}, "a")
+        ('finetune', {'family': 'yolov8'})
+    """
+    for table in TABLES:
+        if name in (params.get(table) or {}):
+            return table, params[table][name]
+    raise ValueError(f"no experiment {name!r} in {' or '.join(TABLES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,6 +450,82 @@ def publish(experiment: Experiment, *, root: str | os.PathLike = ".", **options)
         metric=family.rank_by,
         **options,
     )
+
+
+def seed_twins(
+    rows: Mapping[str, Mapping], seeds: Sequence[int], where: str = "seeds"
+) -> list[tuple[str, int, Experiment]]:
+    """Each row once per seed, in training order: ``(NAME, S, experiment NAME_seedS)``.
+
+    The twin is the row with ``train.seed: S``. A row that starts from another row of ``rows``
+    (``init_from``) starts from that row's twin of the same seed, and comes after it.
+
+    Raises:
+        ValueError: no seed, a repeated seed, rows that start from each other in a circle,
+            or a row :meth:`Experiment.from_row` refuses (named ``where.NAME_seedS``).
+
+    Example:
+        >>> rows = {"w": {"family": "sliding_window", "dataset": "d", "init_from": "r",
+        ...               "train": {}, "evaluate": {}},
+        ...         "r": {"family": "rcnn", "dataset": "d", "train": {}, "evaluate": {}}}
+        >>> [(exp.name, exp.init_from) for _, _, exp in seed_twins(rows, [1])]
+        [('r_seed1', None), ('w_seed1', 'r_seed1')]
+    """
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, at least one. Received: {seeds}")
+    starts_from = {
+        n: r.get("init_from") if isinstance(r, Mapping) else None for n, r in rows.items()
+    }
+    order: list[str] = []
+    while len(order) < len(rows):
+        ready = [
+            name
+            for name, init in starts_from.items()
+            if name not in order and (init not in rows or init in order)
+        ]
+        if not ready:
+            circle = sorted(set(rows) - set(order))
+            raise ValueError(f"rows {circle} start from each other (init_from) in a circle")
+        order += ready
+    twins = []
+    for seed in seeds:
+        for name in order:
+            row = rows[name]
+            if isinstance(row, Mapping):
+                row = dict(row)
+                if isinstance(row.get("train"), Mapping):
+                    row["train"] = {**row["train"], "seed": seed}
+                if starts_from[name] in rows:
+                    row["init_from"] = f"{starts_from[name]}_seed{seed}"
+            twins.append((name, seed, Experiment.from_row(f"{name}_seed{seed}", row, where)))
+    return twins
+
+
+def seed_summary(results: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict:
+    """Mean and spread over the seeds of every number all of a row's seeds report.
+
+    Args:
+        results: ``{row: {seed: {metric: number}}}``.
+
+    Returns:
+        ``{row: {"mean": {...}, "std": {...}, "per_seed": {seed: {...}}}}``; ``std`` is the
+        sample standard deviation (0 for a single seed).
+
+    Example:
+        >>> seed_summary({"r": {1: {"mAP50": 0.5}, 2: {"mAP50": 0.7, "mAP": 0.3}}})["r"]["mean"]
+        {'mAP50': 0.6}
+    """
+    summary = {}
+    for row, per_seed in results.items():
+        keys = [k for k in next(iter(per_seed.values())) if all(k in m for m in per_seed.values())]
+        values = {k: [float(m[k]) for m in per_seed.values()] for k in keys}
+        summary[row] = {
+            "mean": {k: statistics.fmean(v) for k, v in values.items()},
+            "std": {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in values.items()},
+            "per_seed": {seed: dict(metrics) for seed, metrics in per_seed.items()},
+        }
+    return summary
 
 
 def read_history(path: str | os.PathLike) -> dict[str, list[float]]:

@@ -16,9 +16,7 @@ import yaml
 from stage_timing import record
 
 from kdet import experiment
-from kdet.experiment import Experiment, flat_metrics
-
-TABLES = ("experiments", "finetune")
+from kdet.experiment import Experiment, find_row, flat_metrics
 
 
 def main() -> None:
@@ -27,10 +25,11 @@ def main() -> None:
     parser.add_argument("name")
     args = parser.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
-    table = next((t for t in TABLES if args.name in (params.get(t) or {})), None)
-    if table is None:
-        raise SystemExit(f"params.yaml: no experiment {args.name!r} in {' or '.join(TABLES)}")
-    exp = Experiment.from_row(args.name, params[table][args.name], f"params.yaml {table}")
+    try:
+        table, row = find_row(params, args.name)
+    except ValueError as err:
+        raise SystemExit(f"params.yaml: {err}") from None
+    exp = Experiment.from_row(args.name, row, f"params.yaml {table}")
     if args.step == "train":
         result = experiment.train(exp)
     elif args.step == "evaluate":

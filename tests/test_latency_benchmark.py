@@ -5,7 +5,7 @@ import numpy as np
 
 from kdet.deploy.benchmark import benchmark_forward, benchmark_saved_model
 from kdet.latency import time_calls
-from pipelines.benchmark_latency import format_table, table_rows
+from pipelines.benchmark_latency import find_rows, format_table, table_rows
 from tests.toy_detector import export_toy_detector, export_toy_proposal_detector
 
 IMAGES = [np.zeros((24, 32, 3), np.uint8), np.full((40, 20, 3), 200, np.uint8)]
@@ -57,3 +57,13 @@ def test_forward_at_batch_one_and_n_plain_and_xla():
     assert result["reasons"] == {}
     assert all(way["images_per_s"] > 0 for way in result["ways"].values())
     assert result["batch_speedup"] > 0 and result["xla_ratio"] > 0
+
+
+def test_models_without_a_row_are_named_and_left_out(tmp_path, capsys):
+    for name in ("rcnn_raccoon", "rcnn_raccoon_seed1"):
+        (tmp_path / name / "saved_model").mkdir(parents=True)
+        (tmp_path / name / "saved_model" / "saved_model.pb").write_bytes(b"")
+    params = {"experiments": {"rcnn_raccoon": {"family": "rcnn"}}}
+
+    assert find_rows(params, tmp_path) == {"rcnn_raccoon": {"family": "rcnn"}}
+    assert "no row 'rcnn_raccoon_seed1' in params.yaml; not timed" in capsys.readouterr().err
