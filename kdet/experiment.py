@@ -455,7 +455,7 @@ def publish(experiment: Experiment, *, root: str | os.PathLike = ".", **options)
 def seed_twins(
     rows: Mapping[str, Mapping], seeds: Sequence[int], where: str = "seeds"
 ) -> list[tuple[str, int, Experiment]]:
-    """Each row once per seed, in training order: ``(NAME, S, experiment NAME_seedS)``.
+    """Each row once per seed, row by row: ``(NAME, S, experiment NAME_seedS)``.
 
     The twin is the row with ``train.seed: S``. A row that starts from another row of ``rows``
     (``init_from``) starts from that row's twin of the same seed, and comes after it.
@@ -489,8 +489,8 @@ def seed_twins(
             raise ValueError(f"rows {circle} start from each other (init_from) in a circle")
         order += ready
     twins = []
-    for seed in seeds:
-        for name in order:
+    for name in order:
+        for seed in seeds:
             row = rows[name]
             if isinstance(row, Mapping):
                 row = dict(row)

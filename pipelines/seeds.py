@@ -9,14 +9,16 @@ Each row runs once per seed as its own experiment ``NAME_seedS`` (the row with
 same seed) through :func:`kdet.experiment.train` and :func:`kdet.experiment.evaluate`: its
 MLflow run ``NAME_seedS`` is in the dataset's experiment, its files under
 ``data/models/NAME_seedS`` etc. A killed run resumes the seed it was training from its last
-epoch (the seeds before it train again). Writes ``data/metrics/seeds_GROUP.json`` (per row:
-``mean``, ``std`` and ``per_seed`` of the evaluation's top-level numbers and
+epoch (the seeds before it train again). The rows run one after the other, each under every
+seed. After each seed it writes what is finished so far: ``data/metrics/seeds_GROUP.json``
+(per row: ``mean``, ``std`` and ``per_seed`` of the evaluation's top-level numbers and
 ``train_seconds``) and ``data/plots/seeds_GROUP/seeds.{csv,png}`` (each seed's value of the
 family's ranking metric), and prints the table.
 """
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import yaml
 from stage_timing import record
 
 from kdet import experiment
-from kdet.atomic import write_text
+from kdet.atomic import write_file, write_text
 from kdet.experiment import find_row, seed_summary, seed_twins
 from kdet.families import get_family
 
@@ -48,13 +50,11 @@ def read_group(params: dict, group: str) -> tuple[dict, list]:
 
 def plot_seeds(points: list[dict], title: str):
     """Each seed's value (dots) and the mean (a bar) per row, one line per row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     names = list(dict.fromkeys(p["row"] for p in points))
-    figure, axes = plt.subplots(figsize=(7, 1.5 + 0.5 * len(names)))
+    figure = Figure(figsize=(7, 1.5 + 0.5 * len(names)))
+    axes = figure.subplots()
     labels = []
     for y, name in enumerate(names):
         mine = [p for p in points if p["row"] == name]
@@ -66,6 +66,36 @@ def plot_seeds(points: list[dict], title: str):
     axes.set_xlabel("each seed (dots) and their mean (bar)")
     figure.tight_layout()
     return figure
+
+
+def write_outputs(group: str, seeds: list, results: dict, metric_of: dict) -> None:
+    """The summary of the seeds finished so far: metrics JSON, CSV and figure; prints it."""
+    done = {name: per_seed for name, per_seed in results.items() if per_seed}
+    summary = seed_summary(done)
+    points = [
+        {"row": name, "seed": seed, "metric": metric_of[name], "value": numbers[metric_of[name]]}
+        for name in done
+        for seed, numbers in summary[name]["per_seed"].items()
+    ]
+    for name in done:
+        metric = metric_of[name]
+        each = ", ".join(f"{s}: {p[metric]:.3f}" for s, p in summary[name]["per_seed"].items())
+        print(
+            f"{name}: {metric} {summary[name]['mean'][metric]:.3f} "
+            f"+- {summary[name]['std'][metric]:.3f} (seed: value {each})",
+            flush=True,
+        )
+    plots = Path(f"data/plots/seeds_{group}")
+    plots.mkdir(parents=True, exist_ok=True)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["row", "seed", "metric", "value"])
+    writer.writeheader()
+    writer.writerows(points)
+    write_text(plots / "seeds.csv", table.getvalue())
+    figure = plot_seeds(points, f"{group}: seeds {seeds}")
+    write_file(plots / "seeds.png", lambda f: figure.savefig(f, format="png", dpi=100))
+    out = {"seeds": seeds, "rows": summary}
+    write_text(Path(f"data/metrics/seeds_{group}.json"), json.dumps(out, indent=2) + "\n")
 
 
 def main() -> None:
@@ -86,29 +116,7 @@ def main() -> None:
         numbers = {k: v for k, v in evaluated.items() if isinstance(v, int | float)}
         results[name][seed] = {**numbers, "train_seconds": trained["train_seconds"]}
         metric_of[name] = get_family(exp.family).rank_by
-
-    summary = seed_summary(results)
-    points = [
-        {"row": name, "seed": seed, "metric": metric_of[name], "value": numbers[metric_of[name]]}
-        for name in rows
-        for seed, numbers in summary[name]["per_seed"].items()
-    ]
-    for name in rows:
-        metric = metric_of[name]
-        each = ", ".join(f"{p['value']:.3f}" for p in points if p["row"] == name)
-        print(
-            f"{name}: {metric} {summary[name]['mean'][metric]:.3f} "
-            f"+- {summary[name]['std'][metric]:.3f} (seeds {seeds}: {each})"
-        )
-    plots = Path(f"data/plots/seeds_{args.group}")
-    plots.mkdir(parents=True, exist_ok=True)
-    with open(plots / "seeds.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["row", "seed", "metric", "value"])
-        writer.writeheader()
-        writer.writerows(points)
-    plot_seeds(points, f"{args.group}: seeds {seeds}").savefig(plots / "seeds.png", dpi=100)
-    out = Path(f"data/metrics/seeds_{args.group}.json")
-    write_text(out, json.dumps({"seeds": seeds, "rows": summary}, indent=2) + "\n")
+        write_outputs(args.group, seeds, results, metric_of)
     record("seeds", args.group)
 
 

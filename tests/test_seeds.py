@@ -37,8 +37,8 @@ def test_each_row_gets_a_twin_per_seed_that_starts_from_its_seeds_twin():
 
     assert [(name, seed, exp.name) for name, seed, exp in twins] == [
         ("rcnn", 42, "rcnn_seed42"),
-        ("windows", 42, "windows_seed42"),
         ("rcnn", 1, "rcnn_seed1"),
+        ("windows", 42, "windows_seed42"),
         ("windows", 1, "windows_seed1"),
     ]
     by_name = {exp.name: exp for _, _, exp in twins}
