@@ -457,8 +457,9 @@ def seed_twins(
 ) -> list[tuple[str, int, Experiment]]:
     """Each row once per seed, row by row: ``(NAME, S, experiment NAME_seedS)``.
 
-    The twin is the row with ``train.seed: S``. A row that starts from another row of ``rows``
-    (``init_from``) starts from that row's twin of the same seed, and comes after it.
+    The twin is the row with ``train.seed: S``. Rows keep their order, except that a row that
+    starts from another row of ``rows`` (``init_from``) starts from that row's twin of the
+    same seed, and comes after it.
 
     Raises:
         ValueError: no seed, a repeated seed, rows that start from each other in a circle,
@@ -477,17 +478,20 @@ def seed_twins(
     starts_from = {
         n: r.get("init_from") if isinstance(r, Mapping) else None for n, r in rows.items()
     }
-    order: list[str] = []
+    order: list[str] = []  # the listed order, each row after the row it starts from
     while len(order) < len(rows):
-        ready = [
-            name
-            for name, init in starts_from.items()
-            if name not in order and (init not in rows or init in order)
-        ]
-        if not ready:
+        ready = next(
+            (
+                name
+                for name, init in starts_from.items()
+                if name not in order and (init not in rows or init in order)
+            ),
+            None,
+        )
+        if ready is None:
             circle = sorted(set(rows) - set(order))
             raise ValueError(f"rows {circle} start from each other (init_from) in a circle")
-        order += ready
+        order.append(ready)
     twins = []
     for name in order:
         for seed in seeds:

@@ -33,13 +33,18 @@ def rcnn_and_windows():
 
 
 def test_each_row_gets_a_twin_per_seed_that_starts_from_its_seeds_twin():
-    twins = seed_twins(rcnn_and_windows(), [42, 1])
+    tutorial = {"family": "rcnn", "dataset": "d", "train": {"labelling": "tutorial"}}
+    rows = {**rcnn_and_windows(), "tutorial": {**tutorial, "evaluate": {}}}
+
+    twins = seed_twins(rows, [42, 1])
 
     assert [(name, seed, exp.name) for name, seed, exp in twins] == [
-        ("rcnn", 42, "rcnn_seed42"),
+        ("rcnn", 42, "rcnn_seed42"),  # before the row that starts from it ...
         ("rcnn", 1, "rcnn_seed1"),
-        ("windows", 42, "windows_seed42"),
+        ("windows", 42, "windows_seed42"),  # ... which keeps its place before the next row
         ("windows", 1, "windows_seed1"),
+        ("tutorial", 42, "tutorial_seed42"),
+        ("tutorial", 1, "tutorial_seed1"),
     ]
     by_name = {exp.name: exp for _, _, exp in twins}
     assert by_name["rcnn_seed1"].train["seed"] == 1
