@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import yaml
 
+from kdet.atomic import write_text
 from kdet.datasets.records import RecordSet
 from kdet.experiment import Experiment, Layout
 from kdet.models.rcnn.benchmark import kdet_detect, run_benchmark
@@ -71,10 +72,8 @@ def main() -> None:
         f"mAP@0.5 {fast_run['mAP50']:.4f}"
     )
     metrics.update({f"fast_rcnn/{k}": v for k, v in fast_run.items()})
-    Path("data/metrics").mkdir(parents=True, exist_ok=True)
-    Path(f"data/metrics/{NAME}.json").write_text(json.dumps(metrics, indent=2))
+    write_text(Path(f"data/metrics/{NAME}.json"), json.dumps(metrics, indent=2))
     plots = Path(f"data/plots/{NAME}")
-    plots.mkdir(parents=True, exist_ok=True)
     rows = (
         [{"way": "tutorial", **tutorial}]
         + [
@@ -86,7 +85,7 @@ def main() -> None:
         ]
         + [{"way": "fast_rcnn", **fast_run}]
     )
-    (plots / "latency.json").write_text(json.dumps(rows, indent=1))
+    write_text(plots / "latency.json", json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
