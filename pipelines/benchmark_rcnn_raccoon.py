@@ -55,7 +55,10 @@ def main() -> None:
     tutorial, best = results["tutorial"], results["best"]
     for run in results["kdet"]:
         print(f"kdet {run}")
-    print(f"tutorial way: {tutorial['latency_ms']:.1f} ms/image, mAP@0.5 {tutorial['mAP50']:.4f}")
+    print(
+        f"tutorial way: {tutorial['latency_ms']:.1f} ms/image (median), "
+        f"mAP@0.5 {tutorial['mAP50']:.4f}"
+    )
     metrics = {f"tutorial/{k}": v for k, v in tutorial.items()}
     if best is None:
         print("no kdet setting reached the tutorial's mAP@0.5")

@@ -132,7 +132,7 @@ def test_other_data_runs_the_runner_directly(tmp_path, monkeypatch, capsys):
 def test_describe_lists_every_option_with_its_default(capsys):
     assert cli.main(["train", "fast_rcnn", "--describe"]) == 0
     text = capsys.readouterr().err
-    assert "train.epochs = 30" in text and "evaluate.regress = True" in text
+    assert "train.epochs = 60" in text and "evaluate.regress = True" in text
 
 
 def test_bad_input_is_one_line_naming_the_problem(tmp_path, monkeypatch, capsys):
