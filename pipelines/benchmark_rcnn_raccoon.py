@@ -64,7 +64,7 @@ def main() -> None:
         print("no kdet setting reached the tutorial's mAP@0.5")
     else:
         print(
-            f"kdet fastest ({best}): {best['latency_ms']:.1f} ms/image, "
+            f"kdet fastest ({best}): {best['latency_ms']:.1f} ms/image (median), "
             f"mAP@0.5 {best['mAP50']:.4f}; speed-up {results['speedup']:.1f}x (median), "
             f"{results['speedup_total']:.1f}x (total time)"
         )
@@ -73,7 +73,7 @@ def main() -> None:
         metrics["speedup_total"] = results["speedup_total"]
     fast_run = results["others"]["fast_rcnn"]
     print(
-        f"Fast R-CNN ({search}): {fast_run['latency_ms']:.1f} ms/image, "
+        f"Fast R-CNN ({search}): {fast_run['latency_ms']:.1f} ms/image (median), "
         f"mAP@0.5 {fast_run['mAP50']:.4f}"
     )
     metrics.update({f"fast_rcnn/{k}": v for k, v in fast_run.items()})
