@@ -28,7 +28,9 @@ def test_both_ways_run_and_the_report_is_written(tmp_path):
     for way in ("tutorial_way", "kdet_way"):
         result = report[way]
         assert 0 <= result["mean_iou"] <= 1 and 0 <= result["class_accuracy"] <= 1
-        assert 0 < result["load_seconds"] + result["fit_seconds"] <= result["seconds"]
+        # Every figure is rounded to 0.1 s, so each may be off by 0.05.
+        assert 0 < result["load_seconds"] + result["fit_seconds"] <= result["seconds"] + 0.15
     assert report["kdet_way"]["feature_seconds"] > 0
-    ratio = report["tutorial_way"]["seconds"] / report["kdet_way"]["seconds"]
-    assert abs(report["speedup"] - ratio) <= 0.05 * ratio + 0.05  # the seconds are rounded
+    tutorial, kdet = report["tutorial_way"]["seconds"], report["kdet_way"]["seconds"]
+    low, high = (tutorial - 0.05) / (kdet + 0.05), (tutorial + 0.05) / max(kdet - 0.05, 1e-9)
+    assert low - 0.05 <= report["speedup"] <= high + 0.05
