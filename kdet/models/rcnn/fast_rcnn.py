@@ -223,7 +223,9 @@ def roi_pipeline(
         images, rois, labels, targets = example
         return {"images": images, "rois": rois}, {"class_label": labels, "box_delta": targets}
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    # Sequential when augmenting: the random ops keep state, so a parallel map would hand
+    # out the draws in a nondeterministic order and a seed would not repeat a run.
+    ds = ds.map(prepare, num_parallel_calls=None if augment else tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -221,12 +221,11 @@ def crop_pipeline(
     if shuffle:
         data = data.shuffle(len(crops), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    # The augmenting maps run sequentially: their random ops keep state, so a parallel map
+    # would hand out the draws in a nondeterministic order and a seed would not repeat a run.
     if augment and box_targets is None:
         augmenter = crop_augmenter(seed)
-        data = data.map(
-            lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        data = data.map(lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y))
     elif augment:
         contrast = keras.layers.RandomContrast(0.2, seed=seed)
 
@@ -235,7 +234,7 @@ def crop_pipeline(
             x = tf.clip_by_value(contrast(x, training=True), 0.0, 255.0)
             return x, {**y, "box_delta": targets}
 
-        data = data.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(augment_batch)
     return data.prefetch(tf.data.AUTOTUNE)
 
 
